@@ -1,0 +1,3 @@
+from cahp_edge.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""The `cahp-edge` command line. Parses, prints, maps errors to exit codes; the work lives in stages.
+
+Exit codes: 0 success, 1 runtime error (CahpError), 2 usage error, 130 interrupted.
+Heavy imports (torch, transformers, onnxruntime) happen inside commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cahp_edge.errors import CahpError
+
+app = typer.Typer(
+    name="cahp-edge",
+    help="Prune attention heads with CAHP, reshape, export, quantize, validate and package for edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _STATE["debug"] = debug or os.environ.get("CAHP_DEBUG") == "1"
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    """The one place results reach stdout."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif human is not None:
+        typer.echo(human)
+
+
+def note(msg: str, quiet: bool = False) -> None:
+    """Progress / summary lines go to stderr so stdout stays machine-readable."""
+    if not quiet:
+        typer.echo(msg, err=True)
+
+
+def _register_commands() -> None:
+    # each area owns one module that adds its commands to `app`
+    from cahp_edge import cli_model  # noqa: F401
+
+    for mod in ("cli_prune", "cli_export", "cli_targets", "cli_build"):
+        try:
+            __import__(f"cahp_edge.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"cahp_edge.{mod}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    _register_commands()
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("CAHP_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="cahp-edge", standalone_mode=False)
+        return 0
+    except CahpError as e:
+        if debug:
+            raise
+        typer.echo(f"error: {e.line()}", err=True)
+        code = e.exit_code
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.UsageError as e:
+        e.show()
+        code = 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        typer.echo("interrupted: finished stages are kept; re-run the same command to resume", err=True)
+        code = 130
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

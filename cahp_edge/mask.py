@@ -1,0 +1,66 @@
+"""Soft head mask: a per-layer, per-head multiplier on each head's context vector.
+
+Applied with a forward pre-hook on the output projection, so it works on transformers 4.57 and 5.x
+alike (5.x silently ignores ``head_mask``) and is differentiable: later stages take
+``d loss / d mask`` through it for the salience proxy.
+
+    with HeadMask(model, adapter) as hm:
+        hm.values.data[2, 5] = 0.0     # silence head 5 of layer 2
+        logits = model(**batch).logits
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cahp_edge.arch import Adapter
+
+
+class HeadMask:
+    def __init__(self, model: nn.Module, adapter: Adapter, values: torch.Tensor | None = None,
+                 requires_grad: bool = False) -> None:
+        self.model, self.adapter = model, adapter
+        self.head_size = adapter.head_size(model.config)
+        self.heads = adapter.heads_per_layer(model)
+        h_max = max(self.heads) if self.heads else 0
+        device = next(model.parameters()).device
+        if values is None:
+            values = torch.ones(len(self.heads), h_max, device=device)
+        else:
+            values = torch.as_tensor(values, dtype=torch.float32, device=device).clone()
+            if values.shape != (len(self.heads), h_max):
+                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, heads) {(len(self.heads), h_max)}")
+        self.values = values.requires_grad_(requires_grad)  # (L, H)
+        self._handles: list = []
+
+    def _hook(self, layer_idx: int):
+        n, d = self.heads[layer_idx], self.head_size
+
+        def pre_hook(_mod, args):
+            (ctx, *rest) = args
+            # ctx: (B, T, n*d) -> (B, T, n, d) scaled per head -> (B, T, n*d)
+            m = self.values[layer_idx, :n].to(ctx.dtype)
+            scaled = (ctx.view(*ctx.shape[:-1], n, d) * m[:, None]).view(ctx.shape)
+            return (scaled, *rest)
+
+        return pre_hook
+
+    def attach(self) -> HeadMask:
+        self.detach()
+        for i, layer in enumerate(self.adapter.layers(self.model)):
+            if self.heads[i] == 0:
+                continue
+            self._handles.append(self.adapter.out_proj(layer).register_forward_pre_hook(self._hook(i)))
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> HeadMask:
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()

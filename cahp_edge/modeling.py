@@ -1,0 +1,179 @@
+"""Load checkpoints safely: supported family, intact weights, no unpickling unless asked.
+
+    loaded = load_model("path/to/checkpoint")          # dense or cahp-pruned directory
+    loaded.model, loaded.tokenizer, loaded.adapter, loaded.source_hash
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from cahp_edge.arch import Adapter, get_adapter
+from cahp_edge.errors import ModelError
+from cahp_edge.fsutil import sha256_file
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json", "pruned_model.safetensors")
+PRUNED_WEIGHTS = "pruned_model.safetensors"
+HEADS_FILE = "cahp_heads.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers PreTrainedModel (eval mode, eager attention)
+    tokenizer: object | None
+    adapter: Adapter
+    path: Path
+    source_hash: str  # sha256 over the checkpoint's config + weights (the source, for pruned dirs)
+    heads_per_layer: list[int]
+    pruned: bool = False
+
+
+def checkpoint_hash(path: Path) -> str:
+    """sha256 over config.json and the weight files of a local checkpoint directory."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("config.json", *WEIGHT_FILES):
+        p = path / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(sha256_file(p).encode())
+    for p in sorted(path.glob("model-*.safetensors")):
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A local directory, or a hub id downloaded to the local cache (needs internet)."""
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelError(f"model path {p} is a file, not a checkpoint folder", "",
+                             "pass the folder that holds config.json and the weights")
+        return p
+    if _HUB_ID.match(str(model)) and not str(model).startswith((".", "/")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(str(model), allow_patterns=["*.json", "*.safetensors", "*.txt",
+                                                                      "*.model", "tokenizer*"]))
+        except Exception as e:  # network, auth, not found: all one message
+            raise ModelError(f"could not download model '{model}' from the hub", f"{type(e).__name__}: {e}",
+                             "check the name and your network, or pass a local folder") from e
+    raise ModelError(f"model folder not found: {p}", "", "pass an existing checkpoint folder or a hub id like org/name")
+
+
+def read_config_dict(path: Path) -> dict:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise ModelError(f"no config.json in {path}", "a Hugging Face checkpoint folder needs config.json",
+                         "pass the folder written by save_pretrained()")
+    try:
+        d = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"config.json in {path} is not valid JSON", str(e), "restore the file") from e
+    if not isinstance(d, dict) or "model_type" not in d:
+        raise ModelError(f"config.json in {path} has no model_type", "", "restore the file from the original checkpoint")
+    return d
+
+
+def check_safetensors(path: Path) -> None:
+    """Cheap integrity check: header parses and every tensor's byte range lies inside the file."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ValueError("file shorter than its 8-byte header length")
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8 or n > 100_000_000:
+                raise ValueError(f"header length {n} exceeds file size {size}")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + n + end > size:
+            raise ValueError(f"file is {size} bytes but its tensors need {8 + n + end}")
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"weights file {path} is corrupt or truncated", str(e),
+                         "re-copy or re-download the checkpoint") from e
+
+
+def check_weights(path: Path, trust_pickle: bool) -> None:
+    st = [path / "model.safetensors", path / PRUNED_WEIGHTS, *path.glob("model-*-of-*.safetensors")]
+    st = [p for p in st if p.is_file()]
+    for p in st:
+        check_safetensors(p)
+    if st or (path / "model.safetensors.index.json").is_file():
+        return
+    if (path / "pytorch_model.bin").is_file() or (path / "pytorch_model.bin.index.json").is_file():
+        if not trust_pickle:
+            raise ModelError(f"{path} holds only a pickle checkpoint (pytorch_model.bin)",
+                             "unpickling can run arbitrary code, so it is refused by default",
+                             "convert it to safetensors, or pass --trust-pickle if you trust its origin")
+        return
+    raise ModelError(f"no model weights in {path}", "expected model.safetensors",
+                     "pass the folder written by save_pretrained()")
+
+
+def load_tokenizer(path: Path, required: bool = True):
+    from transformers import AutoTokenizer
+
+    if not any((path / n).is_file() for n in ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                                                "sentencepiece.bpe.model", "vocab.json")):
+        if required:
+            raise ModelError(f"no tokenizer files in {path}", "tokenizer.json or vocab files are missing",
+                             "copy the tokenizer files from the original checkpoint into this folder")
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as e:
+        raise ModelError(f"tokenizer in {path} could not be loaded", f"{type(e).__name__}: {e}",
+                         "copy the tokenizer files from the original checkpoint") from e
+
+
+def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: bool = False,
+               require_tokenizer: bool = True, require_classifier: bool = False) -> LoadedModel:
+    """Load a dense or cahp-pruned sequence classifier with eager attention, in eval mode."""
+    path = resolve_model_dir(model)
+    cfg = read_config_dict(path)
+    adapter = get_adapter(_config_like(cfg))
+    if (path / HEADS_FILE).is_file():
+        from cahp_edge.reshape import load_pruned
+
+        return load_pruned(path, require_tokenizer=require_tokenizer)
+    check_weights(path, trust_pickle)
+    archs = cfg.get("architectures") or []
+    if require_classifier and not any("ForSequenceClassification" in a for a in archs):
+        raise ModelError(f"{path} is not a fine-tuned sequence classifier (architectures={archs})",
+                         "pruning needs a model trained on the task",
+                         "fine-tune it first: cahp-edge finetune --model ... --data ...")
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs = {"attn_implementation": "eager"}
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    try:
+        m = AutoModelForSequenceClassification.from_pretrained(
+            str(path), use_safetensors=not trust_pickle or None, **kwargs)
+    except Exception as e:
+        raise ModelError(f"could not load the checkpoint in {path}", f"{type(e).__name__}: {str(e)[:300]}",
+                         "check that the folder is a complete save_pretrained() checkpoint") from e
+    m.eval()
+    tok = load_tokenizer(path, required=require_tokenizer)
+    return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m))
+
+
+class _config_like:  # noqa: N801 - tiny view so adapters can be looked up before transformers parses
+    def __init__(self, d: dict) -> None:
+        self.__dict__.update(d)
+
+
+def num_threads_hint() -> int:
+    return max(1, len(os.sched_getaffinity(0)))

@@ -1,0 +1,134 @@
+"""HeadPlan: which heads every layer keeps. The one artifact between selection and surgery.
+
+JSON form (``plan.json`` / ``cahp_heads.json``)::
+
+    {"format": "cahp-head-plan/1", "num_heads": [12, 12, ...], "kept": [[0, 3, 5], [], ...],
+     "method": "cahp", ...free-form metadata...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cahp_edge.errors import PlanError
+
+FORMAT = "cahp-head-plan/1"
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    num_heads: tuple[int, ...]  # heads per layer in the source model
+    kept: tuple[tuple[int, ...], ...]  # sorted kept head indices per layer
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.num_heads) != len(self.kept):
+            raise PlanError(
+                "head plan is inconsistent",
+                f"it lists {len(self.kept)} layers of kept heads but {len(self.num_heads)} layer sizes",
+                "regenerate the plan with `cahp-edge prune`",
+            )
+        for layer, (n, heads) in enumerate(zip(self.num_heads, self.kept, strict=True)):
+            if len(set(heads)) != len(heads):
+                raise PlanError(f"head plan names a head twice in layer {layer}", f"kept={list(heads)}",
+                                "list each kept head once")
+            bad = [h for h in heads if not 0 <= h < n]
+            if bad:
+                raise PlanError(f"head plan names head(s) {bad} in layer {layer}",
+                                f"that layer has heads 0..{n - 1}", "fix the plan or regenerate it")
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def keep_all(cls, num_heads: list[int] | tuple[int, ...]) -> HeadPlan:
+        return cls(tuple(num_heads), tuple(tuple(range(n)) for n in num_heads))
+
+    @classmethod
+    def from_mask(cls, mask: Any, meta: dict[str, Any] | None = None) -> HeadPlan:
+        """From a (L, H) 0/1 array-like."""
+        rows = [[float(v) for v in row] for row in mask]
+        return cls(tuple(len(r) for r in rows),
+                   tuple(tuple(i for i, v in enumerate(r) if v > 0.5) for r in rows), dict(meta or {}))
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "plan") -> HeadPlan:
+        if not isinstance(d, dict):
+            raise PlanError(f"{source} is not a head plan", "expected a JSON object",
+                            "pass a plan written by `cahp-edge prune`")
+        for key in ("num_heads", "kept"):
+            if key not in d:
+                raise PlanError(f"{source} has no '{key}' field", "a head plan needs 'num_heads' and 'kept'",
+                                "pass a plan written by `cahp-edge prune`")
+        num_heads, kept = d["num_heads"], d["kept"]
+        if not (isinstance(num_heads, list) and all(_is_int(n) and n > 0 for n in num_heads)):
+            raise PlanError(f"{source}: 'num_heads' must be a list of positive integers", f"got {num_heads!r:.80}",
+                            "fix the plan file")
+        if not (isinstance(kept, list) and all(isinstance(r, list) and all(_is_int(h) for h in r) for r in kept)):
+            raise PlanError(f"{source}: 'kept' must be a list of lists of head indices", f"got {kept!r:.80}",
+                            "fix the plan file")
+        meta = {k: v for k, v in d.items() if k not in ("num_heads", "kept", "format")}
+        return cls(tuple(num_heads), tuple(tuple(sorted(r)) for r in kept), meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeadPlan:
+        p = Path(path)
+        if not p.is_file():
+            raise PlanError(f"plan file not found: {p}", "", "pass the plan.json written by `cahp-edge prune`")
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise PlanError(f"plan file {p} is not valid JSON", str(e), "regenerate it with `cahp-edge prune`") from e
+        return cls.from_dict(d, source=f"plan {p.name}")
+
+    # ---- views --------------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.num_heads)
+
+    @property
+    def heads_per_layer(self) -> list[int]:
+        return [len(k) for k in self.kept]
+
+    @property
+    def total_kept(self) -> int:
+        return sum(self.heads_per_layer)
+
+    @property
+    def total_heads(self) -> int:
+        return sum(self.num_heads)
+
+    def mask(self) -> list[list[float]]:
+        """(L, H) 0/1 mask as nested lists."""
+        return [[1.0 if h in set(k) else 0.0 for h in range(n)] for n, k in zip(self.num_heads, self.kept, strict=True)]
+
+    def check_model(self, num_heads: list[int]) -> None:
+        if list(num_heads) != list(self.num_heads):
+            raise PlanError(
+                "head plan does not fit this model",
+                f"plan expects heads per layer {list(self.num_heads)}, model has {list(num_heads)}",
+                "use a plan made for this model (`cahp-edge prune --model ...`)",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "num_heads": list(self.num_heads), "kept": [list(k) for k in self.kept],
+                "heads_per_layer": self.heads_per_layer, "total_kept": self.total_kept, **self.meta}
+
+    def save(self, path: str | Path) -> Path:
+        from cahp_edge.fsutil import atomic_write_text
+
+        return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
