@@ -62,6 +62,10 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     import click
 
+    # library chatter (load reports, progress bars, advisory warnings) would break the one-line contract
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     _register_commands()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CAHP_DEBUG") == "1"
