@@ -1,0 +1,110 @@
+"""Build cache: keyed entries, hits, --force, damaged entries, interrupted stages, the OUT lock."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cahp_edge.cache import CACHE_DIR, BuildCache, build_lock, stage_key
+from cahp_edge.errors import OutputError
+
+
+def _writer(calls: list, text: str = "hello"):
+    def fn(art: Path):
+        calls.append(art)
+        art.mkdir()
+        (art / "a.txt").write_text(text)
+        return {"n": len(text)}
+
+    return fn
+
+
+def test_hit_miss_force(tmp_path):
+    cache, calls = BuildCache(tmp_path), []
+    r1 = cache.run("prune", {"src": "h1", "opts": {"k": 3}}, _writer(calls))
+    assert not r1.hit and r1.summary == {"n": 5} and (r1.path / "a.txt").read_text() == "hello"
+    r2 = cache.run("prune", {"opts": {"k": 3}, "src": "h1"}, _writer(calls))  # key order does not matter
+    assert r2.hit and r2.key == r1.key and r2.tree == r1.tree and len(calls) == 1
+    r3 = cache.run("prune", {"src": "h1", "opts": {"k": 3}}, _writer(calls, "other"), force=True)
+    assert not r3.hit and r3.key == r1.key and len(calls) == 2 and (r3.path / "a.txt").read_text() == "other"
+    assert [p.name for p in (tmp_path / CACHE_DIR).iterdir()] == [f"prune-{r1.key}"]
+
+
+def test_other_model_or_options_never_reuse(tmp_path):
+    cache, calls = BuildCache(tmp_path), []
+    a = cache.run("prune", {"src": "model-A"}, _writer(calls))
+    b = cache.run("prune", {"src": "model-B"}, _writer(calls))
+    c = cache.run("prune", {"src": "model-A", "seed": 1}, _writer(calls))
+    assert len({a.key, b.key, c.key}) == 3 and len(calls) == 3
+    assert stage_key("prune", {"src": "model-A"}) != stage_key("export", {"src": "model-A"})
+
+
+def test_damaged_entry_is_recomputed(tmp_path):
+    cache, calls = BuildCache(tmp_path), []
+    r = cache.run("export", {"x": 1}, _writer(calls))
+    (r.path / "a.txt").write_text("edited by hand")
+    r2 = cache.run("export", {"x": 1}, _writer(calls))
+    assert not r2.hit and len(calls) == 2 and (r2.path / "a.txt").read_text() == "hello"
+
+
+def test_failed_stage_leaves_no_entry(tmp_path):
+    cache = BuildCache(tmp_path)
+
+    def boom(art: Path):
+        art.mkdir()
+        (art / "half").write_text("x")
+        raise ValueError("stage failed")
+
+    with pytest.raises(ValueError):
+        cache.run("quantize", {"t": "x"}, boom)
+    assert list((tmp_path / CACHE_DIR).iterdir()) == []
+
+    def full(art: Path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OutputError, match="disk full"):
+        cache.run("quantize", {"t": "x"}, full)
+    assert list((tmp_path / CACHE_DIR).iterdir()) == []
+
+
+def test_partials_cleaned_and_unused_pruned(tmp_path):
+    cache, calls = BuildCache(tmp_path), []
+    keep = cache.run("a", {"v": 1}, _writer(calls))
+    old = BuildCache(tmp_path).run("a", {"v": 0}, _writer(calls))
+    (tmp_path / CACHE_DIR / ".a-123.xyz.partial").mkdir()  # what a killed stage leaves
+    assert cache.clean_partials() == 1
+    assert cache.prune_unused() == [old.path.parent.name]
+    assert keep.path.is_dir() and not old.path.exists()
+
+
+def test_second_build_on_same_out_is_refused(tmp_path):
+    holder = textwrap.dedent(f"""
+        import sys, time
+        from cahp_edge.cache import build_lock
+        with build_lock({str(tmp_path)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError, match=f"another cahp-edge build is writing to.*pid {p.pid}"), \
+                build_lock(tmp_path):
+            pass
+    finally:
+        p.kill()
+        p.wait()
+    with build_lock(tmp_path):  # the kernel dropped the dead holder's lock
+        pass
+
+
+def test_unwritable_out_is_clear(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputError, match="cannot write to output folder"), build_lock(f / "sub"):
+        pass
