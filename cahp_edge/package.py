@@ -367,7 +367,10 @@ def smoke_run(pkg: Path, timeout_s: float = 300.0) -> dict[str, Any]:
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "cahp_edge.runtime", "smoke", str(pkg), "--json"]
+    # a few warm runs and the first examples of the packaged eval data: proves the model, tokenizer
+    # and labels load and agree on this machine, without a full benchmark
+    cmd = [sys.executable, "-m", "cahp_edge.runtime", "profile", str(pkg), "--json", "--warmup", "1",
+           "--runs", "3", "--limit", "8", "--no-operators"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as e:
@@ -378,7 +381,11 @@ def smoke_run(pkg: Path, timeout_s: float = 300.0) -> dict[str, Any]:
         raise PackageError(f"smoke inference on {pkg} failed", last[:300],
                            "check that the package's model and tokenizer belong together; rebuild it")
     try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError as e:
+        r = json.loads(proc.stdout)
+        lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
+        return {"ok": bool(r.get("ok")), "runner": r.get("schema"), "p50_ms": lat.get("p50_ms"),
+                "accuracy_first_n": acc.get("accuracy"), "n": acc.get("n"),
+                "checksums_verified": (r.get("model") or {}).get("checksums_verified")}
+    except (json.JSONDecodeError, AttributeError) as e:
         raise PackageError("the device-side runner printed no JSON", proc.stdout[:200],
                            "report this as a bug") from e
