@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cahp_edge.errors import TargetError
+from cahp_edge.runtime.sysinfo import read_cpuinfo
 
 Arch = Literal["x86_64", "aarch64"]
 QType = Literal["uint8", "int8"]
@@ -130,25 +131,6 @@ def list_targets() -> list[str]:
 
 
 # --- host detection --------------------------------------------------------------------------
-
-
-def read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
-    """(CPU model, all flags) from /proc/cpuinfo; ("unknown", []) where it does not exist."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return platform.processor() or "unknown", []
-    model, flags = "", []
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = val.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = val.split()
-        elif key == "cpu part" and not model:
-            model = f"arm part {val.strip()}"
-    return model or platform.processor() or "unknown", flags
 
 
 def host_arch() -> str:
