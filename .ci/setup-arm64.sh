@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# ARM64 emulation for tests/test_emulate.py (issue 5): qemu-aarch64 + arm64 Python 3.11 + aarch64
+# onnxruntime/numpy/tokenizers, built by the script the project ships. Idempotent (the shipped
+# script skips finished steps); ~30 s from scratch here, ~5 s when up to date.
+#
+#   bash .ci/setup-arm64.sh      # then tests read CAHP_ARM64_ROOT from .ci/env
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+ARM_ROOT=${CAHP_ARM64_ROOT:-$REPO/.cahp-cache/arm64}  # .cahp-cache/ is gitignored
+PY=${PYTHON:-$(command -v python || command -v python3)}
+PYTHON=$PY bash scripts/setup-arm64-emulation.sh "$ARM_ROOT"
+
+# .ci/env is shared with other setup scripts: replace only our own line.
+ENVF="$REPO/.ci/env"
+touch "$ENVF"
+grep -v '^CAHP_ARM64_ROOT=' "$ENVF" > "$ENVF.tmp.$$" || true
+echo "CAHP_ARM64_ROOT=$ARM_ROOT" >> "$ENVF.tmp.$$"
+mv "$ENVF.tmp.$$" "$ENVF"
