@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-latency", action="store_true", help="skip latency (e.g. under emulation)")
     pr.add_argument("--no-operators", action="store_true", help="skip the ORT profiling pass")
     pr.add_argument("--profile-runs", type=int, default=10)
+    pr.add_argument("--nonce", default="", help="echoed in the JSON so the caller can tell a fresh result")
     pr.add_argument("--logits-out", type=Path, help="write eval logits (N, labels) to this .npy file")
     return p
 
@@ -77,23 +78,26 @@ def main(argv: list[str] | None = None) -> int:
         err = RunnerError("runtime", f"python module {e.name!r} is not installed on this device",
                           "the runner needs onnxruntime, numpy and tokenizers",
                           f"pip install onnxruntime numpy tokenizers (missing: {e.name})")
-        return _fail(err, args.json)
+        return _fail(err, args.json, args.nonce)
     except RunnerError as e:
-        return _fail(e, args.json)
+        return _fail(e, args.json, args.nonce)
     except MemoryError:
-        return _fail(RunnerError("runtime", "out of memory while profiling", "",
-                                 "lower --batch/--eval-batch-size or free memory on the device"), args.json)
+        err = RunnerError("runtime", "out of memory while profiling", "",
+                          "lower --batch/--eval-batch-size or free memory on the device")
+        return _fail(err, args.json, args.nonce)
     except OSError as e:
-        return _fail(RunnerError("runtime", "I/O error while profiling", str(e),
-                                 "check free disk space and permissions on the device"), args.json)
+        err = RunnerError("runtime", "I/O error while profiling", str(e),
+                          "check free disk space and permissions on the device")
+        return _fail(err, args.json, args.nonce)
+    result["nonce"] = args.nonce
     print(json.dumps(result) if args.json else _human(result))
     return 0
 
 
-def _fail(e: RunnerError, as_json: bool) -> int:
+def _fail(e: RunnerError, as_json: bool, nonce: str = "") -> int:
     print(f"error: {e}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"schema": SCHEMA, "ok": False, "error": e.to_dict()}))
+        print(json.dumps({"schema": SCHEMA, "ok": False, "nonce": nonce, "error": e.to_dict()}))
     return 2 if e.kind == "usage" else 1
 
 

@@ -45,6 +45,7 @@ class Package:
     tokenizer: Path
     id2label: dict[int, str]
     pad_token_id: int | None
+    max_positions: int | None  # config's max_position_embeddings: longest input the model can take
     target: dict | None
     eval_file: Path | None
     checksums_verified: int  # how many files SHA256SUMS listed and we checked (0 when absent)
@@ -119,6 +120,7 @@ def open_package(root: Path, fmt: str | None = None, data: Path | None = None) -
         raise RunnerError("package", f"{root / 'config.json'} has no usable id2label",
                           f"id2label={raw!r}", "export the model from a fine-tuned classifier")
     pad = config.get("pad_token_id")
+    maxpos = config.get("max_position_embeddings")
     target = _read_json(root / "target.json") if (root / "target.json").is_file() else None
     eval_file = Path(data) if data is not None else next(
         (root / n for n in EVAL_NAMES if (root / n).is_file()), None)
@@ -126,7 +128,7 @@ def open_package(root: Path, fmt: str | None = None, data: Path | None = None) -
         raise RunnerError("data", f"eval data {eval_file} not found", "no such file",
                           "pass an existing --data file (eval.jsonl or eval.tsv)")
     return Package(root, model, root / "tokenizer.json", id2label, pad if isinstance(pad, int) else None,
-                   target, eval_file, verified)
+                   maxpos if isinstance(maxpos, int) else None, target, eval_file, verified)
 
 
 def _label_id(v, id2label: dict[int, str], where: str) -> int:

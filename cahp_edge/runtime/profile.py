@@ -81,6 +81,17 @@ def _session(ort, model: Path, threads: int, providers: list[str], profile_dir: 
                           ) from None
 
 
+def _run(sess, feeds: dict):
+    try:
+        return sess.run(None, feeds)
+    except Exception as e:  # ORT raises its own Fail/RuntimeException types
+        shapes = {k: list(v.shape) for k, v in feeds.items()}
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise RunnerError("model", f"inference failed on inputs {shapes}", first,
+                          "check the model and its tokenizer belong together and the sequence length fits"
+                          ) from None
+
+
 def _feeds(sess, ids, mask, types) -> dict:
     by_name = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
     feeds = {}
@@ -123,6 +134,10 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     pkg = open_package(Path(root), s.fmt, s.data)
     cfg = _resolve(s, pkg.target)
     notes = list(s.notes)
+    if pkg.max_positions is not None and cfg["seq_len"] > pkg.max_positions:
+        raise RunnerError("usage", f"--seq-len {cfg['seq_len']} is longer than the model accepts",
+                          f"config.json max_position_embeddings is {pkg.max_positions}",
+                          f"pass --seq-len {pkg.max_positions} or less (or a target with a shorter seq_len)")
     available = ort.get_available_providers()
     providers = [p for p in cfg["providers"] if p in available]
     dropped = [p for p in cfg["providers"] if p not in available]
@@ -159,18 +174,18 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     sess = _session(ort, pkg.model, cfg["threads"], providers)
     t1 = time.perf_counter()
     feeds = _feeds(sess, ids, mask, types)
-    sess.run(None, feeds)
+    _run(sess, feeds)
     t2 = time.perf_counter()
     result["runtime"]["providers_used"] = sess.get_providers()
     result["runtime"]["threads"] = cfg["threads"]
     result["latency"] = None
     if s.latency:
         for _ in range(cfg["warmup"]):
-            sess.run(None, feeds)
+            _run(sess, feeds)
         times = np.empty(cfg["runs"], dtype=np.float64)
         for i in range(cfg["runs"]):
             a = time.perf_counter_ns()
-            sess.run(None, feeds)
+            _run(sess, feeds)
             times[i] = (time.perf_counter_ns() - a) / 1e6
         result["latency"] = {
             "cold_start_ms": round((t2 - t0) * 1e3, 3), "session_create_ms": round((t1 - t0) * 1e3, 3),
@@ -191,7 +206,7 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
         logits = None
         t0 = time.perf_counter()
         for idx, b_ids, b_mask, b_types in length_sorted_batches(enc, cfg["eval_batch_size"]):
-            out = sess.run(None, _feeds(sess, b_ids, b_mask, b_types))[0]  # (B, num_labels)
+            out = _run(sess, _feeds(sess, b_ids, b_mask, b_types))[0]  # (B, num_labels)
             if logits is None:
                 logits = np.zeros((len(enc.ids), out.shape[-1]), dtype=np.float32)
             logits[idx] = out
@@ -216,7 +231,7 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
             psess = _session(ort, pkg.model, cfg["threads"], providers, profile_dir=d)
             pfeeds = _feeds(psess, ids, mask, types)
             for _ in range(max(1, s.profile_runs)):
-                psess.run(None, pfeeds)
+                _run(psess, pfeeds)
             prof = psess.end_profiling()
             result["operators"] = {"top": _top_operators(prof), "profiled_runs": max(1, s.profile_runs)}
             del psess
