@@ -51,7 +51,7 @@ def _register_commands() -> None:
     # each area owns one module that adds its commands to `app`
     from cahp_edge import cli_model  # noqa: F401
 
-    for mod in ("cli_prune", "cli_export", "cli_targets", "cli_build"):
+    for mod in ("cli_prune", "cli_export", "cli_targets", "cli_build", "cli_train"):
         try:
             __import__(f"cahp_edge.{mod}")
         except ModuleNotFoundError as e:
