@@ -88,6 +88,8 @@ def validate_cmd(
                    batch=batch, threads=threads, limit=limit, emulate=emulate, timeout=timeout)
     emit(json.loads(json.dumps(rep.to_dict(), default=str)), as_json, rep.table())
     if rep.status == "fail":
-        failed = [c.name for c in rep.checks if c.status == "fail"]
-        note(f"validate: budgets failed: {', '.join(failed)}", quiet)
-        raise typer.Exit(1)
+        from cahp_edge.errors import ValidateError
+
+        failed = [f"{c.name} {c.measured:.4g} > {c.limit:.4g}" for c in rep.checks if c.status == "fail"]
+        raise ValidateError(f"{rep.model} misses target {rep.target}'s budgets", ", ".join(failed),
+                            "see the table above: shrink or quantize the model, or relax the budgets")

@@ -134,6 +134,11 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     pkg = open_package(Path(root), s.fmt, s.data)
     cfg = _resolve(s, pkg.target)
     notes = list(s.notes)
+    explicit = s.seq_len is not None or "seq_len" in ((pkg.target or {}).get("benchmark") or {})
+    if pkg.max_positions is not None and cfg["seq_len"] > pkg.max_positions and not explicit:
+        notes.append(f"seq_len {cfg['seq_len']} lowered to the model's max_position_embeddings "
+                     f"{pkg.max_positions}")
+        cfg["seq_len"] = pkg.max_positions
     if pkg.max_positions is not None and cfg["seq_len"] > pkg.max_positions:
         raise RunnerError("usage", f"--seq-len {cfg['seq_len']} is longer than the model accepts",
                           f"config.json max_position_embeddings is {pkg.max_positions}",
