@@ -8,6 +8,7 @@ predictions, so an fp32 run that tokenizes, pads and batches correctly scores ex
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 WORDS = [f"w{i}" for i in range(115)]  # ids 5..119 after the five specials
@@ -65,7 +66,8 @@ def make_tiny_package(out: Path, n_eval: int = 40, seed: int = 0) -> Path:
         z = torch.stack([logits_of(t) for t in texts])  # (N, 3)
     ids = torch.tensor([[2, 10, 11, 12, 3]])
     dyn = {n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "token_type_ids")}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer chatter
         torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out / "model.onnx"),
                           dynamo=False, opset_version=17, input_names=list(dyn), output_names=["logits"],
                           dynamic_axes={**dyn, "logits": {0: "batch"}})

@@ -38,7 +38,18 @@ _ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (monotonic)."""
+    """Peak resident set size of this process so far (monotonic).
+
+    Linux's VmHWM belongs to this program's address space. ru_maxrss is not enough there: it survives
+    exec, so a runner started by a big parent (a test runner with torch loaded) reports the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024  # bytes on macOS, KiB on Linux
 
