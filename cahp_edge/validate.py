@@ -139,8 +139,12 @@ def _write_eval(data: Path, id2label: dict, dest: Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def stage_package(model: Path, target: Target, data: Path | None, dest: Path, copy: bool) -> Path:
-    """A runner package in ``dest``: the model, its tokenizer/config, eval data and target.json."""
+def stage_package(model: Path, target: Target, data: Path | None, dest: Path, copy: bool,
+                  packaged_eval: bool = True) -> Path:
+    """A runner package in ``dest``: the model, its tokenizer/config, eval data and target.json.
+
+    Local runs link to the user's files (never written through: everything written here is a new file).
+    """
     folder, model_file = _model_file(model)
     missing = [n for n in ("tokenizer.json", "config.json") if not (folder / n).is_file()]
     if missing:
@@ -162,7 +166,7 @@ def stage_package(model: Path, target: Target, data: Path | None, dest: Path, co
             raise PackageError(f"{folder / 'config.json'} has no id2label", str(e),
                                "export the model from a fine-tuned classifier") from None
         _write_eval(Path(data), id2label, dest / "eval.jsonl")
-    else:
+    elif packaged_eval:
         for n in EVAL_NAMES:
             if (folder / n).is_file():
                 link((folder / n).resolve(), dest / n)
@@ -321,7 +325,8 @@ def validate(model: Path | str, target: Target | str, *, data: Path | None = Non
         if reference is not None:
             if profile.get("accuracy") is None:
                 raise UsageError("--reference needs evaluation data", "", "pass --data EVAL")
-            ref_stage = stage_package(Path(reference), tgt, None, Path(tmp) / "ref", copy=False)
+            ref_stage = stage_package(Path(reference), tgt, None, Path(tmp) / "ref", copy=False,
+                                      packaged_eval=False)
             for n in EVAL_NAMES:  # the same examples as the measured model, whatever their source
                 if (stage / n).exists():
                     shutil.copy2(stage / n, ref_stage / n)

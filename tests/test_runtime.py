@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_package import make_tiny_package
+from tiny_package import cached_tiny_package
 
 REPO = Path(__file__).resolve().parents[1]
 # a device has only these (plus the standard library); anything else imported would fail there
@@ -38,7 +38,7 @@ runpy.run_module("cahp_edge.runtime", run_name="__main__")
 
 @pytest.fixture(scope="module")
 def pkg(tmp_path_factory) -> Path:
-    return make_tiny_package(tmp_path_factory.mktemp("tinypkg") / "pkg")
+    return cached_tiny_package(tmp_path_factory)
 
 
 def run_runner(*args: str, guard: bool = False, mods_out: Path | None = None) -> subprocess.CompletedProcess:

@@ -75,3 +75,11 @@ def make_tiny_package(out: Path, n_eval: int = 40, seed: int = 0) -> Path:
         for t, y in zip(texts, z.argmax(-1).tolist(), strict=True):
             f.write(json.dumps({"label": y, "text": t}) + "\n")
     return out
+
+
+def cached_tiny_package(tmp_path_factory) -> Path:
+    """One tiny package per test session, shared by the runtime and validate tests."""
+    out = tmp_path_factory.getbasetemp() / "cahp-tiny-package"
+    if not (out / "eval.jsonl").is_file():
+        make_tiny_package(out)
+    return out
