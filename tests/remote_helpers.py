@@ -1,0 +1,59 @@
+"""Shared pieces of the remote-device tests: a tiny package, a local reference run, fake pythons."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# quick settings: a tiny model, few latency runs; the same flags go to the local and the remote run
+RUNNER_ARGS = ["--runs", "3", "--warmup", "1", "--profile-runs", "2", "--threads", "1"]
+
+
+def local_profile(pkg: Path, args: list[str]) -> dict:
+    p = subprocess.run(
+        [sys.executable, "-m", "cahp_edge.runtime", "profile", str(pkg), "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=True,
+    )
+    return json.loads(p.stdout)
+
+
+def key_tree(d):
+    """The structure of a JSON document: nested dict keys (values and list lengths ignored)."""
+    if isinstance(d, dict):
+        return {k: key_tree(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [key_tree(d[0])] if d and isinstance(d[0], dict) else []
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_python(path: Path, body: str) -> Path:
+    """A 'python3' for the device: a shell script that does ``body`` (``$@`` = the runner's arguments)."""
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def python_without(module: str, tmp: Path) -> Path:
+    """The host's python, but ``import <module>`` fails as it does on a device without it."""
+    shadow = tmp / f"no-{module}"
+    shadow.mkdir(exist_ok=True)
+    (shadow / f"{module}.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
+    )
+    return fake_python(
+        tmp / f"python-no-{module}", f'PYTHONPATH="{shadow}:$PYTHONPATH" exec {sys.executable} "$@"'
+    )
