@@ -160,11 +160,18 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
     try:
-        m = AutoModelForSequenceClassification.from_pretrained(
-            str(path), use_safetensors=not trust_pickle or None, **kwargs)
+        m, info = AutoModelForSequenceClassification.from_pretrained(
+            str(path), use_safetensors=not trust_pickle or None, output_loading_info=True, **kwargs)
     except Exception as e:
         raise ModelError(f"could not load the checkpoint in {path}", f"{type(e).__name__}: {str(e)[:300]}",
                          "check that the folder is a complete save_pretrained() checkpoint") from e
+    # transformers re-initialises missing weights with a warning only; a missing encoder weight is a
+    # damaged checkpoint (a missing classifier/pooler is a base encoder about to be fine-tuned)
+    prefix = f"{m.base_model_prefix}."
+    lost = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix) and ".pooler." not in k)
+    if lost:
+        raise ModelError(f"the checkpoint in {path} lacks {len(lost)} encoder weight(s)", f"e.g. {lost[0]}",
+                         "re-copy or re-download the complete checkpoint")
     m.eval()
     tok = load_tokenizer(path, required=require_tokenizer)
     return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m))
