@@ -340,6 +340,15 @@ def _parse(dev: Device, proc: subprocess.CompletedProcess, nonce: str) -> dict:
     return doc
 
 
+def _given_nonce(args: list[str]) -> str | None:
+    for i, a in enumerate(args):
+        if a == "--nonce" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--nonce="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def run_remote_profile(
     device: str,
     package_dir: Path,
@@ -375,7 +384,13 @@ def run_remote_profile(
     )
     deadline = time.monotonic() + timeout
     left = lambda: deadline - time.monotonic()  # noqa: E731
-    nonce = uuid.uuid4().hex
+    args = list(args)
+    nonce = _given_nonce(args)
+    if nonce is None:  # the caller (validate) may bring its own; otherwise we make one
+        nonce = uuid.uuid4().hex
+        args += ["--nonce", nonce]
+    if "--json" not in args:
+        args.append("--json")
     remote = t.mktemp(min(left(), connect_timeout + 20))
     try:
         with tempfile.TemporaryDirectory(prefix="cahp-stage-") as tmp:
@@ -383,7 +398,7 @@ def run_remote_profile(
         q = shlex.quote
         cmd = (
             f"cd {q(remote)} && PYTHONPATH={q(remote + '/lib')} PYTHONDONTWRITEBYTECODE=1 "
-            f"{q(dev.python)} -m cahp_edge.runtime profile {q(remote + '/pkg')} --json --nonce {nonce} "
+            f"{q(dev.python)} -m cahp_edge.runtime profile {q(remote + '/pkg')} "
             + " ".join(q(a) for a in args)
         )
         proc = t.shell(cmd, left(), "profiling")

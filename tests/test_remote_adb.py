@@ -108,3 +108,9 @@ def test_adb_not_installed(monkeypatch, tmp_path, pkg):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DeviceError, match=r"'adb' is not installed on this machine.*platform-tools"):
         run_remote_profile(_url(), pkg, RUNNER_ARGS, timeout=10)
+
+
+def test_callers_nonce_is_used_and_checked(adb, pkg):
+    r = run_remote_profile(_url(), pkg, ["--json", "--nonce", "abc123", "--no-latency", "--no-operators"],
+                           timeout=60)
+    assert r["nonce"] == "abc123" and r["latency"] is None and r["accuracy"]["accuracy"] == 1.0
