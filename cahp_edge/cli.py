@@ -60,7 +60,10 @@ def _register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
+    try:  # typer >= 0.20 vendors click and raises its own copy's exceptions, not the `click` package's
+        from typer._click import ClickException
+    except ImportError:  # pragma: no cover - older typer on the real click
+        from click import ClickException
 
     # library chatter (load reports, progress bars, advisory warnings) would break the one-line contract
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -77,16 +80,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.echo(f"error: {e.line()}", err=True)
         code = e.exit_code
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
-    except click.UsageError as e:
-        e.show()
-        code = 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted: finished stages are kept; re-run the same command to resume", err=True)
         code = 130
-    except click.ClickException as e:
-        e.show()
+    except ClickException as e:  # usage errors (exit 2): one line, like every other failure
+        msg = " ".join(e.format_message().split()).rstrip(".")
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `cahp-edge`: help (rich prints it itself)
+            if msg:
+                e.show()
+        else:
+            where = ctx.command_path if ctx is not None else "cahp-edge"
+            typer.echo(f"error: {msg}. Fix: see `{where} --help`", err=True)
         code = e.exit_code
     sys.exit(code)
 
