@@ -174,3 +174,18 @@ def test_seq_len_beyond_model(pkg):
 
 def test_missing_package(tmp_path):
     _fails([str(tmp_path / "nope")], 1, "package", "not found")
+
+
+def test_ort_format_model(pkg, tmp_path):
+    import onnxruntime as ort
+
+    d = tmp_path / "mobile"
+    d.mkdir()
+    for n in ("tokenizer.json", "config.json", "eval.jsonl"):
+        shutil.copy(pkg / n, d / n)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(d / "model.ort")
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(pkg / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    r = profile_json(str(d), "--runs", "3", "--seq-len", "32", "--no-operators")
+    assert (r["model"]["file"], r["model"]["format"], r["accuracy"]["accuracy"]) == ("model.ort", "ort", 1.0)

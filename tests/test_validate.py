@@ -201,3 +201,37 @@ def test_cli_json_table_and_exit_codes(pkg, tmp_path, capsys):
     assert err.splitlines()[-1].startswith("error: ") and "misses target bad's budgets: size_mb" in err
     assert cli(["validate", str(pkg), "--target", "rpi3"]) == 1
     assert "unknown target 'rpi3'" in capsys.readouterr().err
+
+
+def test_emulated_arm_accuracy_drives_the_accuracy_check(pkg, tmp_path, monkeypatch):
+    from cahp_edge import emulate
+
+    seen = {}
+
+    class FakeComparison:
+        def to_dict(self):
+            return {"cpu": seen["cpu"], "accuracy_arm": 0.9, "accuracy_x86": 1.0, "argmax_agreement": 0.9,
+                    "max_abs_logit_diff": 0.2, "n": seen["n"]}
+
+    def compare_with_host(model, examples, labels, cpu, pad_id, timeout):
+        seen.update(cpu=cpu, n=len(examples), keys=sorted(examples[0]), model=Path(model).name)
+        return FakeComparison()
+
+    monkeypatch.setattr(emulate, "compare_with_host", compare_with_host)
+    tgt = write_target(tmp_path, base="rpi5-arm64", name="pi5", max_accuracy_drop=0.05)
+    rep = validate(pkg, tgt, baseline_accuracy=1.0, emulate=True, **FAST)
+    assert seen == {"cpu": "cortex-a76", "n": 40, "keys": ["attention_mask", "input_ids", "token_type_ids"],
+                    "model": "model.onnx"}
+    acc = rep.checks[0]
+    assert (rep.accuracy, acc.status, acc.measured) == (0.9, "fail", 0.1)
+    assert rep.emulation["cpu"] == "cortex-a76" and "arm emulated  cortex-a76" in rep.table()
+    with pytest.raises(UsageError, match="for aarch64 targets"):
+        validate(pkg, write_target(tmp_path), emulate=True, **FAST)
+
+
+def test_android_providers_missing_here_are_noted(pkg, tmp_path):
+    rep = validate(pkg, write_target(tmp_path, base="android-arm64", name="phone"), **FAST)
+    assert rep.profile["runtime"]["providers_requested"][:2] == ["XnnpackExecutionProvider",
+                                                                  "NnapiExecutionProvider"]
+    assert rep.profile["runtime"]["providers_used"] == ["CPUExecutionProvider"]
+    assert any("XnnpackExecutionProvider" in n and "skipped" in n for n in rep.notes)
