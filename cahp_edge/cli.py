@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     _register_commands()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CAHP_DEBUG") == "1"
+    if not debug:
+        import warnings
+
+        # torch/transformers/onnx warnings on stderr break the one-line contract; --debug shows them
+        warnings.filterwarnings("ignore")
     try:
         app(args=args, prog_name="cahp-edge", standalone_mode=False)
         return 0
