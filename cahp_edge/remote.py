@@ -12,7 +12,8 @@ folder. The device needs only python3 with onnxruntime, numpy and tokenizers.
 ssh://user@host[:port] uses the system's ssh and scp with BatchMode (never a password prompt) and
 host-key checking on: an unknown or changed host key is an error, never accepted silently; pass
 ``known_hosts=`` to use another known_hosts file. adb://SERIAL uses ``adb -s SERIAL push/shell``.
-A device URL may carry ``?python=/path/to/python3`` (Termux: /data/data/com.termux/files/usr/bin/python3).
+A device URL may carry ``?python=/path/to/python3`` (Termux: /data/data/com.termux/files/usr/bin/python3)
+and, for ssh, ``&identity=~/.ssh/pi_ed25519&known_hosts=PATH`` (same as the keyword arguments).
 
 Every step has a timeout; every failure is one DeviceError line naming the cause (unreachable, auth
 refused, host key, missing python module, out of disk, runner crash, timeout) and the fix. Each run
@@ -52,6 +53,8 @@ class Device:
     user: str = ""
     port: int | None = None
     python: str = "python3"
+    identity: str = ""  # ssh: path of the private key file (?identity=); the key itself is never read
+    known_hosts: str = ""  # ssh: known_hosts file to check the host key against (?known_hosts=)
 
     @property
     def label(self) -> str:
@@ -70,7 +73,12 @@ def parse_device(device: str) -> Device:
         port = u.port
     except ValueError as e:
         raise DeviceError(f"device {device!r} is not a valid URL", str(e), fix) from e
-    python = (parse_qs(u.query).get("python") or ["python3"])[-1]
+    query = parse_qs(u.query)
+    unknown = sorted(set(query) - {"python", "identity", "known_hosts"})
+    if unknown:
+        raise DeviceError(f"device URL has unknown option(s) {', '.join(unknown)}",
+                          "known: python, identity, known_hosts", fix)
+    python = (query.get("python") or ["python3"])[-1]
     if u.scheme == "ssh":
         if u.password is not None:
             # never echo it back: the message names the user and host only
@@ -81,7 +89,8 @@ def parse_device(device: str) -> Device:
             )
         if not u.hostname or not _HOST_RE.match(u.hostname):
             raise DeviceError(f"device {device!r} has no valid host", "expected ssh://user@host[:port]", fix)
-        return Device("ssh", u.hostname, u.username or "", port, python)
+        opt = {k: str(Path(query[k][-1]).expanduser()) for k in ("identity", "known_hosts") if k in query}
+        return Device("ssh", u.hostname, u.username or "", port, python, **opt)
     if u.scheme == "adb":
         serial = u.netloc
         if not serial or not _SERIAL_RE.match(serial):
@@ -317,11 +326,11 @@ def _parse(dev: Device, proc: subprocess.CompletedProcess, nonce: str) -> dict:
             except json.JSONDecodeError:
                 continue
     if isinstance(doc, dict) and doc.get("ok") is False:
-        err = doc.get("error") or {}
-        msg = str(err.get("message", "")) if isinstance(err, dict) else str(err)
+        err = doc.get("error") if isinstance(doc.get("error"), dict) else {"what": str(doc.get("error"))}
+        msg = str(err.get("message") or err.get("what") or "")
+        what = str(err.get("what") or "failed").rstrip(".")
         raise _classify(dev, msg) or DeviceError(
-            f"the runner on {dev.label} failed", msg, str(err.get("fix", "")) if isinstance(err, dict) else ""
-        )
+            f"the runner on {dev.label}: {what}", str(err.get("why", "")), str(err.get("fix", "")))
     if proc.returncode != 0 or not isinstance(doc, dict):
         text = proc.stderr + "\n" + proc.stdout
         raise _classify(dev, text) or DeviceError(
@@ -377,8 +386,8 @@ def run_remote_profile(
     t = cls(
         dev,
         connect_timeout,
-        Path(known_hosts) if known_hosts else None,
-        Path(identity) if identity else None,
+        Path(known_hosts or dev.known_hosts) if (known_hosts or dev.known_hosts) else None,
+        Path(identity or dev.identity) if (identity or dev.identity) else None,
         list(ssh_options or []),
         timeout,
     )

@@ -8,6 +8,7 @@ CI: .ci/setup-sshd.sh). Runtime: ~15 s on 2 shared cores.
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import signal
 import socket
@@ -189,3 +190,23 @@ def test_device_url_validation():
     assert "hunter2" not in str(e.value)
     with pytest.raises(DeviceError, match="unknown scheme 'http'"):
         parse_device("http://host")
+
+
+def test_validate_over_ssh_end_to_end(server, pkg, tmp_path):
+    """`cahp-edge validate --device ssh://...` with the key and known_hosts given in the URL."""
+    from cahp_edge.validate import validate
+
+    url = f"{server.url()}&identity={server.user_key}&known_hosts={server.known_hosts}"
+    rep = validate(pkg, "rpi4-arm64", device=url, baseline_accuracy=1.0, runs=3, warmup=1, seq_len=32,
+                   timeout=120)
+    d = rep.to_dict()
+    assert d["device"] == url and rep.accuracy == 1.0
+    assert str(server.user_key) in url and "PRIVATE KEY" not in json.dumps(d)
+
+
+def test_runner_error_comes_back_as_one_line(server, pkg):
+    with pytest.raises(DeviceError) as e:
+        _remote(server, pkg, args=["--seq-len", "4096"])
+    msg = str(e.value)
+    assert msg.startswith("the runner on ssh://") and "longer than the model accepts" in msg
+    assert msg.count("Fix:") == 1 and "\n" not in msg
