@@ -188,12 +188,16 @@ def optimize(art: Path, onnx_dir: Path, opts) -> dict:
 
 # ---- per-target stages --------------------------------------------------------------------------
 def quantize(art: Path, onnx_dir: Path, target, opts, id2label: dict, progress: Progress | None = None) -> dict:
+    """The target's quantization recipe, accuracy-gated on the selection split (cahp_edge.quantize)."""
     from cahp_edge.quantize import quantize as run
 
     sp = splits(opts, id2label)
-    res = _with_progress(run, progress, f"quantize {target.name}", model=onnx_dir, target=target, out=art,
-                         calib=sp.calib, select=sp.select, calib_size=opts.quant_calib_size)
-    return _summary(res)
+    q = _with_progress(run, progress, f"quantize {target.name}", model=onnx_dir, target=target, out=art,
+                       calib=sp.calib, select=sp.select, calib_size=opts.quant_calib_size)
+    size = (q.onnx_path.stat().st_size / 2**20) if q.onnx_path.is_file() else None
+    return {"mode": q.recipe.get("mode"), "format": q.recipe.get("format"), "size_mb": size,
+            "quantized_matmuls": q.quantized_matmuls, "agreement": q.agreement, "fp32_nodes": q.fp32_nodes,
+            "accuracy": q.accuracy, "warnings": q.warnings, "ort": q.ort_path is not None}
 
 
 def bench_target(target, opts):

@@ -39,10 +39,14 @@ class _Render:
             return
         if self.bar is None:
             from rich.console import Console
+
+            console = Console(stderr=True)
+            if not console.is_terminal:  # logs and pipes get the stage lines only
+                return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+                                TimeElapsedColumn(), transient=True, console=console)
             self.bar.start()
         if task not in self.tasks:
             self.tasks[task] = self.bar.add_task(task, total=total)

@@ -99,6 +99,9 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
             sums[MANIFEST] = sha256_file(tmp / MANIFEST)
             (tmp / SUMS).write_text("".join(f"{h}  {n}\n" for n, h in sorted(sums.items())), encoding="utf-8")
             tar_tmp = _write_tarball(tmp, target, dist)
+            mask = _umask()
+            os.chmod(tmp, 0o777 & ~mask)  # mkdtemp/mkstemp make 0700/0600: give a release normal modes
+            os.chmod(tar_tmp, 0o666 & ~mask)
         # the folder is in place; now the archive (its own atomic rename)
         os.replace(tar_tmp, final_tar)
         tar_tmp = None
@@ -109,6 +112,12 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
             with contextlib.suppress(OSError):
                 tar_tmp.unlink()
     return Release(target, final_dir, final_tar, sums)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_one(src: Path | bytes | str, dst: Path) -> None:

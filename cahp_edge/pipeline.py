@@ -298,7 +298,7 @@ def _prune_line(s: dict) -> str:
 
 def _reshape_line(s: dict) -> str:
     p0, p1 = s["params"]
-    return f"params {p0 / 1e6:.1f}M -> {p1 / 1e6:.1f}M, ideal speedup {s['ideal_speedup_seq128']:.2f}x at seq 128"
+    return f"params {p0:,} -> {p1:,}, ideal speedup {s['ideal_speedup_seq128']:.2f}x at seq 128"
 
 
 def _recover_line(s: dict) -> str:
@@ -316,12 +316,24 @@ def _optimize_line(s: dict) -> str:
 
 
 def _quantize_line(s: dict) -> str:
-    size = s.get("size_mb")
-    return f"{s.get('mode', '')} {s.get('format', '')}".strip() + (f", {size:.1f} MB" if size else "")
+    parts = [f"{s.get('mode')} {s.get('format')}"]
+    if s.get("size_mb") is not None:
+        parts.append(f"{s['size_mb']:.1f} MB")
+    if s.get("quantized_matmuls") is not None:
+        parts.append(f"{s['quantized_matmuls']} int8 MatMuls")
+    if s.get("agreement") is not None:
+        parts.append(f"argmax agreement {s['agreement']:.3f}")
+    if s.get("fp32_nodes"):
+        parts.append(f"{len(s['fp32_nodes'])} node(s) kept fp32")
+    return ", ".join(parts)
 
 
 def _validate_line(s: dict) -> str:
-    return ", ".join(s.get("lines", [])) or f"{len(s.get('models', []))} model(s) measured"
+    acc = s.get("accuracy") or {}
+    parts = [f"accuracy {k} {v:.3f}" for k, v in acc.items() if v is not None]
+    if s.get("p90_ms") is not None:
+        parts.append(f"p90 {s['p90_ms']:.2f} ms")
+    return ", ".join(parts)
 
 
 def _package_line(s: dict) -> str:

@@ -108,6 +108,9 @@ def _model_files(q: StageRecord, target) -> dict[str, Path]:
                 "re-run the build with --force",
             )
         files[f"model.{fmt}"] = hits[0]
+    ops = sorted(q.path.rglob("required_operators.config"))
+    if "ort" in target.formats and ops:  # for a reduced ONNX Runtime build on the device
+        files["required_operators.config"] = ops[0]
     return files
 
 
