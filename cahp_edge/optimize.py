@@ -127,6 +127,15 @@ def write_head_counts(model) -> list[tuple[str, int]]:
     return patched
 
 
+def add_ms_opset(model) -> None:
+    """Declare the com.microsoft domain used by fused ops (ORT's optimizer only adds it when saving)."""
+    if any(n.domain == "com.microsoft" for n in model.graph.node) and not any(
+            o.domain == "com.microsoft" for o in model.opset_import):
+        from onnx import helper
+
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
 def fused_attention_heads(model, head_size: int) -> list[tuple[str, int, int]]:
     """(name, num_heads attribute, heads implied by the packed QKV weight) per Attention, in graph order."""
     c = {i.name: i for i in model.graph.initializer}
@@ -196,6 +205,7 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
                 opt = optimizer.optimize_model(str(fixed), model_type=meta.get("ort_model_type", "bert"),
                                                num_heads=0, hidden_size=0, opt_level=0, use_gpu=False)
             candidate = opt.model
+            add_ms_opset(candidate)
         except Exception as e:  # ORT fusion bugs must not cost the user their export
             candidate = None
             warnings.append(f"ORT optimizer failed ({_first_line(e, 120)}); kept the unfused graph")

@@ -48,3 +48,59 @@ def exported(tmp_factory, family: str, optimized: bool = False) -> Path:
             optimize_onnx(base, out)
             _CACHE[key] = out
     return _CACHE[key]
+
+
+def random_examples(folder: Path, n: int = 128, seed: int = 3):
+    """``n`` random ragged rows (16 per batch, varying lengths) shaped for the folder's inputs."""
+    import json
+
+    import numpy as np
+
+    from cahp_edge.quantize_ops import Examples
+
+    meta = json.loads((Path(folder) / "cahp_onnx.json").read_text())
+    vocab = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(0, n, 16):
+        T = int(rng.integers(6, 30))
+        ids = rng.integers(5, vocab, size=(16, T))
+        mask = np.ones_like(ids)
+        for r in range(16):
+            mask[r, int(rng.integers(3, T + 1)):] = 0
+        b = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        out.append({k: v for k, v in b.items() if k in meta["inputs"]})
+    return Examples(out, None)
+
+
+def recipe_target(name: str = "test", arch: str = "x86_64", formats=("onnx",), max_drop: float = 0.01, **kw):
+    """A target-like object with a recipe (the fields cahp_edge.targets.QuantRecipe defines)."""
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Recipe:
+        mode: str = "dynamic"
+        format: str = "QOperator"
+        per_channel: bool = True
+        reduce_range: bool = False
+        activation_type: str = "uint8"
+        weight_type: str = "int8"
+        calibration_method: str = "minmax"
+        calibration_size: int = 32
+        op_types: list = field(default_factory=lambda: ["MatMul", "Attention"])
+        exclude_nodes: list = field(default_factory=list)
+
+    @dataclass
+    class Budgets:
+        max_accuracy_drop: float
+
+    @dataclass
+    class Target:
+        name: str
+        arch: str
+        formats: list
+        quantization: Recipe
+        budgets: Budgets
+        opset: int = 17
+
+    return Target(name, arch, list(formats), Recipe(**kw), Budgets(max_drop))
