@@ -97,6 +97,8 @@ def check_safetensors(path: Path) -> None:
             if n > size - 8 or n > 100_000_000:
                 raise ValueError(f"header length {n} exceeds file size {size}")
             header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError(f"header is JSON {type(header).__name__}, not an object")
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
         if 8 + n + end > size:
             raise ValueError(f"file is {size} bytes but its tensors need {8 + n + end}")
