@@ -1,0 +1,136 @@
+"""CAHP: Complementary Attention Head Pruning (head selection as a global graph problem).
+
+1. Signatures: every head's attention distributions over real tokens of the calibration split,
+   reduced to the (N, N) mean-JSD head graph across *all* layers (:mod:`.signatures`, :mod:`.distance`).
+2. Clustering of that graph into k groups of behaviourally similar heads (:mod:`.graph`); per group
+   keep the most salient head (salience: E|dL/dm_h| through the soft mask, :mod:`.salience`). Kept
+   heads can come from any layer: the layer budget is not fixed in advance.
+3. ``schedule="iterative"`` (default): walk k down from all heads in rounds of ``step_fraction`` of
+   the heads; each round re-computes salience with the current mask applied and re-clusters only the
+   heads still kept, so a head is dropped only when a behaviourally close, more salient head stays
+   to stand in for it. ``schedule="oneshot"`` clusters all heads once per k with full-model salience
+   (the plain reading of the method; kept for comparison).
+4. The k sweep and the knee (:mod:`.sweep`, :mod:`.knee`) pick k when no budget is given.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from cahp_edge.arch import Adapter
+from cahp_edge.prune import graph
+from cahp_edge.prune.baselines import _Base, _stable_desc
+from cahp_edge.prune.distance import metric, summary
+from cahp_edge.prune.signatures import HeadSignatures, collect
+from cahp_edge.prune.sweep import SelectionData
+
+
+class CAHP(_Base):
+    name = "cahp"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: Adapter,
+        data: SelectionData,
+        seed: int = 0,
+        clustering: str = "spectral",
+        schedule: str = "iterative",
+        step_fraction: float = 0.1,
+        sqrt_jsd: bool = True,
+        normalize_salience: bool = True,
+        signatures: HeadSignatures | None = None,
+    ) -> None:
+        super().__init__(model, adapter, data, seed)
+        if clustering not in graph.CLUSTERINGS:
+            raise ValueError(f"unknown clustering {clustering!r}")
+        if schedule not in ("iterative", "oneshot"):
+            raise ValueError(f"unknown schedule {schedule!r}")
+        self.clustering, self.schedule, self.step_fraction = clustering, schedule, step_fraction
+        self.sqrt_jsd, self.normalize_salience = sqrt_jsd, normalize_salience
+        self.sig = signatures
+        self.info.update(
+            {
+                "clustering": clustering,
+                "schedule": schedule,
+                "step_fraction": step_fraction,
+                "distance": "sqrt(mean JSD)" if sqrt_jsd else "mean JSD",
+                "salience_normalized_per_layer": normalize_salience,
+            }
+        )
+
+    # ---- stages ------------------------------------------------------------------------------------
+    def signatures(self) -> HeadSignatures:
+        if self.sig is None:
+            t0 = time.perf_counter()
+            self.sig = collect(self.model, self.data.calib)
+            self._time("signatures_s", t0)
+        return self.sig
+
+    def distance(self) -> np.ndarray:
+        return metric(self.signatures().mean_jsd, sqrt=self.sqrt_jsd).numpy().astype(np.float64)
+
+    def _cluster(self, dist: np.ndarray, k: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        labels = graph.cluster(dist, k, self.clustering, self.seed)
+        self._time("clustering_s", t0)
+        return labels
+
+    def _representatives(self, ids: np.ndarray, labels: np.ndarray, sal: np.ndarray, k: int) -> list[int]:
+        """Most salient head of every cluster; if the clustering returned fewer than k groups, the
+        most salient remaining heads fill the budget (so a plan always keeps exactly k heads)."""
+        kept = []
+        for c in sorted(set(labels.tolist())):
+            members = ids[labels == c]
+            kept.append(int(members[_stable_desc(sal[members])[0]]))
+        if len(kept) < k:
+            rest = [int(h) for h in ids[_stable_desc(sal[ids])] if int(h) not in set(kept)]
+            kept += rest[: k - len(kept)]
+        return sorted(kept[:k])
+
+    # ---- Selector ----------------------------------------------------------------------------------
+    def masks(self, counts: list[int]) -> dict[int, torch.Tensor]:
+        dist = self.distance()
+        self.info["distance_summary"] = summary(self.signatures().mean_jsd, self.index.heads_per_layer)
+        self.info["calibration_rows"] = self.sig.rows
+        if self.schedule == "oneshot":
+            return self._oneshot(dist, counts)
+        return self._iterative(dist, counts)
+
+    def _oneshot(self, dist: np.ndarray, counts: list[int]) -> dict[int, torch.Tensor]:
+        sal = self.salience(normalize=self.normalize_salience)
+        self.info["salience"] = sal.tolist()
+        ids = np.arange(self.index.n)
+        out = {}
+        for k in counts:
+            labels = self._cluster(dist, k)
+            out[k] = self.index.mask_of(self._representatives(ids, labels, sal, k))
+            self.info.setdefault("clusters", {})[k] = labels.tolist()
+        return out
+
+    def _iterative(self, dist: np.ndarray, counts: list[int]) -> dict[int, torch.Tensor]:
+        n = self.index.n
+        step = max(1, round(n * self.step_fraction))
+        kept = np.arange(n)
+        out, rounds = {}, 0
+        first_sal = None
+        for target in sorted(counts, reverse=True):
+            while len(kept) > target:
+                mask = self.index.mask_of(kept)
+                sal = self.salience(mask, normalize=self.normalize_salience)
+                if first_sal is None:
+                    first_sal = sal
+                k_next = max(target, len(kept) - step)
+                labels = self._cluster(dist[np.ix_(kept, kept)], k_next)
+                kept = np.array(self._representatives(kept, labels, sal, k_next))
+                rounds += 1
+            out[target] = self.index.mask_of(kept)
+        if first_sal is None:
+            first_sal = self.salience(normalize=self.normalize_salience)
+        self.info["salience"] = first_sal.tolist()
+        self.info["rounds"] = rounds
+        return out

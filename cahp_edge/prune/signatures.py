@@ -1,0 +1,70 @@
+"""Padding-aware behavioural signatures of attention heads, reduced on the fly to a JSD head graph.
+
+A head's signature is the set of its attention distributions on a calibration subset, restricted to
+real (non-padding) queries and keys. Storing them for every head would cost
+examples x heads x T x T floats (BERT-large, 1024 examples: ~25 GB), so each batch's maps are reduced
+to pairwise JSD sums at once (:class:`~cahp_edge.prune.distance.JSDAccumulator`) and dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cahp_edge.prune.batches import Batches, model_inputs
+from cahp_edge.prune.distance import JSDAccumulator
+
+
+@dataclass
+class HeadSignatures:
+    mean_jsd: torch.Tensor  # (N, N) mean JSD in nats over real query rows, N = sum of heads per layer
+    mean_entropy: torch.Tensor  # (N,) mean attention entropy per head (nats)
+    heads_per_layer: list[int]
+    rows: int  # real query rows seen
+    examples: int
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def real_rows(attentions: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+    """Stack per-layer maps into (N, R, T) rows of real queries over real keys (renormalised).
+
+    attentions: per layer (B, H_l, T, T); attention_mask: (B, T) with 1 for real tokens.
+    """
+    att = torch.cat([a.float() for a in attentions], dim=1)  # (B, N, T, T)
+    keys = attention_mask.to(att.dtype)[:, None, None, :]  # (B, 1, 1, T)
+    att = att * keys
+    # softmax already puts ~0 on padded keys; renormalising makes the restriction exact
+    att = att / att.sum(-1, keepdim=True).clamp_min(1e-30)
+    q_real = attention_mask.bool()  # (B, T)
+    return att.permute(1, 0, 2, 3)[:, q_real]  # (N, R, T)
+
+
+@torch.no_grad()
+def collect(model: nn.Module, batches: Batches, device: torch.device | str | None = None) -> HeadSignatures:
+    """Run ``batches`` through ``model`` (eager attention) and accumulate the JSD head graph."""
+    t0 = time.perf_counter()
+    device = device or next(model.parameters()).device
+    acc: JSDAccumulator | None = None
+    heads: list[int] = []
+    examples = 0
+    for batch in batches:
+        b = {k: v.to(device) for k, v in model_inputs(batch).items()}
+        out = model(**b, output_attentions=True)
+        atts = [a for a in out.attentions if a is not None]
+        if acc is None:
+            heads = [int(a.shape[1]) for a in atts]
+            acc = JSDAccumulator(sum(heads), device=device)
+        mask = b["attention_mask"]
+        # drop positions that are padding in every row (any padding side) so T is the real max length
+        cols = mask.bool().any(0)
+        acc.add(real_rows([a[:, :, cols][..., cols] for a in atts], mask[:, cols]))
+        examples += int(mask.shape[0])
+    if acc is None:
+        raise ValueError("no calibration batches")
+    return HeadSignatures(
+        acc.mean().cpu(), acc.mean_entropy().cpu(), heads, acc.rows, examples, time.perf_counter() - t0
+    )
