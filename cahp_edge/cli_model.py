@@ -15,7 +15,8 @@ def inspect(
     model: Annotated[str, typer.Argument(help="Checkpoint folder (dense or cahp-pruned) or hub id.")],
     seq_len: Annotated[int, typer.Option(min=1, help="Sequence length for the MAC count.")] = 128,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pytorch_model.bin (runs pickle).")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle",
+                                               help="Allow pytorch_model.bin (runs pickle).")] = False,
 ) -> None:
     """Heads per layer, parameters and MACs (FLOPs/2) at a sequence length."""
     from cahp_edge.accounting import model_cost
@@ -44,6 +45,7 @@ def reshape_cmd(
 ) -> None:
     """Physically remove the heads a plan drops and save a reloadable pruned model."""
     from cahp_edge.accounting import model_cost
+    from cahp_edge.errors import ModelError
     from cahp_edge.fsutil import check_output_dir
     from cahp_edge.modeling import load_model
     from cahp_edge.plan import HeadPlan
@@ -52,11 +54,16 @@ def reshape_cmd(
     check_output_dir(out, overwrite)
     hp = HeadPlan.load(plan)
     lm = load_model(model, trust_pickle=trust_pickle, require_tokenizer=False)
+    if lm.pruned:
+        raise ModelError(f"{model} is already cahp-pruned (heads per layer {lm.heads_per_layer})",
+                         "plans name heads of the dense source model and do not stack",
+                         "reshape the dense source checkpoint with a plan over all its heads")
     pruned = reshape(lm.model, hp, lm.adapter)
     save_pruned(pruned, hp, out, lm.tokenizer, lm.source_hash, overwrite=overwrite)
     before, after = model_cost(lm.model, 128, lm.adapter), model_cost(pruned, 128, lm.adapter)
     d = {"out": str(out), "heads_per_layer": hp.heads_per_layer, "heads": [before.heads, after.heads],
-         "params": [before.total_params, after.total_params], "macs_seq128": [before.total_macs, after.total_macs]}
+         "params": [before.total_params, after.total_params],
+         "macs_seq128": [before.total_macs, after.total_macs]}
     note(f"reshape: {before.heads} -> {after.heads} heads {hp.heads_per_layer}, params "
          f"{before.total_params:,} -> {after.total_params:,}, ideal speedup at seq 128 "
          f"{before.total_macs / after.total_macs:.2f}x")

@@ -30,7 +30,8 @@ class HeadMask:
         else:
             values = torch.as_tensor(values, dtype=torch.float32, device=device).clone()
             if values.shape != (len(self.heads), h_max):
-                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, heads) {(len(self.heads), h_max)}")
+                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, heads) "
+                                 f"{(len(self.heads), h_max)}")
         self.values = values.requires_grad_(requires_grad)  # (L, H)
         self._handles: list = []
 

@@ -68,7 +68,8 @@ def resolve_model_dir(model: str | Path) -> Path:
         except Exception as e:  # network, auth, not found: all one message
             raise ModelError(f"could not download model '{model}' from the hub", f"{type(e).__name__}: {e}",
                              "check the name and your network, or pass a local folder") from e
-    raise ModelError(f"model folder not found: {p}", "", "pass an existing checkpoint folder or a hub id like org/name")
+    raise ModelError(f"model folder not found: {p}", "",
+                     "pass an existing checkpoint folder or a hub id like org/name")
 
 
 def read_config_dict(path: Path) -> dict:
@@ -81,7 +82,8 @@ def read_config_dict(path: Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"config.json in {path} is not valid JSON", str(e), "restore the file") from e
     if not isinstance(d, dict) or "model_type" not in d:
-        raise ModelError(f"config.json in {path} has no model_type", "", "restore the file from the original checkpoint")
+        raise ModelError(f"config.json in {path} has no model_type", "",
+                         "restore the file from the original checkpoint")
     return d
 
 
@@ -179,7 +181,7 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
     return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m))
 
 
-class _config_like:  # noqa: N801 - tiny view so adapters can be looked up before transformers parses
+class _config_like:  # tiny view so adapters can be looked up before transformers parses
     def __init__(self, d: dict) -> None:
         self.__dict__.update(d)
 

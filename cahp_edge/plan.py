@@ -64,9 +64,9 @@ class HeadPlan:
                                 "pass a plan written by `cahp-edge prune`")
         num_heads, kept = d["num_heads"], d["kept"]
         if not (isinstance(num_heads, list) and all(_is_int(n) and n > 0 for n in num_heads)):
-            raise PlanError(f"{source}: 'num_heads' must be a list of positive integers", f"got {num_heads!r:.80}",
-                            "fix the plan file")
-        if not (isinstance(kept, list) and all(isinstance(r, list) and all(_is_int(h) for h in r) for r in kept)):
+            raise PlanError(f"{source}: 'num_heads' must be a list of positive integers",
+                            f"got {num_heads!r:.80}", "fix the plan file")
+        if not (isinstance(kept, list) and all(isinstance(r, list) and all(map(_is_int, r)) for r in kept)):
             raise PlanError(f"{source}: 'kept' must be a list of lists of head indices", f"got {kept!r:.80}",
                             "fix the plan file")
         meta = {k: v for k, v in d.items() if k not in ("num_heads", "kept", "format")}
@@ -76,11 +76,13 @@ class HeadPlan:
     def load(cls, path: str | Path) -> HeadPlan:
         p = Path(path)
         if not p.is_file():
-            raise PlanError(f"plan file not found: {p}", "", "pass the plan.json written by `cahp-edge prune`")
+            raise PlanError(f"plan file not found: {p}", "",
+                            "pass the plan.json written by `cahp-edge prune`")
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise PlanError(f"plan file {p} is not valid JSON", str(e), "regenerate it with `cahp-edge prune`") from e
+            raise PlanError(f"plan file {p} is not valid JSON", str(e),
+                            "regenerate it with `cahp-edge prune`") from e
         return cls.from_dict(d, source=f"plan {p.name}")
 
     # ---- views --------------------------------------------------------------------------------
@@ -102,7 +104,8 @@ class HeadPlan:
 
     def mask(self) -> list[list[float]]:
         """(L, H) 0/1 mask as nested lists."""
-        return [[1.0 if h in set(k) else 0.0 for h in range(n)] for n, k in zip(self.num_heads, self.kept, strict=True)]
+        return [[1.0 if h in set(k) else 0.0 for h in range(n)]
+                for n, k in zip(self.num_heads, self.kept, strict=True)]
 
     def check_model(self, num_heads: list[int]) -> None:
         if list(num_heads) != list(self.num_heads):
@@ -119,7 +122,8 @@ class HeadPlan:
     def save(self, path: str | Path) -> Path:
         from cahp_edge.fsutil import atomic_write_text
 
-        return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+        text = json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n"
+        return atomic_write_text(Path(path), text)
 
 
 def _is_int(v: Any) -> bool:

@@ -37,8 +37,8 @@ def reshape(model, plan: HeadPlan, adapter: Adapter | None = None, copy_model: b
         adapter.keep_heads(layer, list(keep), hs)
     got = adapter.heads_per_layer(out)
     if got != plan.heads_per_layer:  # self-check, as Torch-Pruning does after every group
-        raise PlanError("reshape produced the wrong head counts", f"expected {plan.heads_per_layer}, got {got}",
-                        "report this as a bug")
+        raise PlanError("reshape produced the wrong head counts",
+                        f"expected {plan.heads_per_layer}, got {got}", "report this as a bug")
     return out
 
 
@@ -48,8 +48,15 @@ def save_pruned(model, plan: HeadPlan, out: Path, tokenizer=None, source_hash: s
     from safetensors.torch import save_model
 
     adapter = get_adapter(model.config)
+    source = [adapter.num_heads(model.config)] * adapter.num_layers(model.config)
+    # load_pruned rebuilds from the source config, so the plan must be over the source's heads
+    if list(plan.num_heads) != source:
+        raise PlanError("plan is not over the source model's heads",
+                        f"config.json has heads per layer {source}, plan.num_heads is {list(plan.num_heads)}",
+                        "save with the plan that reshaped the dense model (plans do not stack)")
     if adapter.heads_per_layer(model) != plan.heads_per_layer:
-        raise PlanError("model and plan disagree", f"model keeps {adapter.heads_per_layer(model)} heads per layer, "
+        raise PlanError("model and plan disagree",
+                        f"model keeps {adapter.heads_per_layer(model)} heads per layer, "
                         f"plan says {plan.heads_per_layer}", "reshape the model with this plan first")
     with atomic_dir(Path(out), overwrite=overwrite) as tmp:
         model.config.save_pretrained(str(tmp))
@@ -92,8 +99,10 @@ def load_pruned(path: str | Path, require_tokenizer: bool = False) -> LoadedMode
     try:
         st_load(model, str(weights), strict=True)
     except Exception as e:
-        raise ModelError(f"weights in {path} do not match its cahp_heads.json", f"{type(e).__name__}: {str(e)[:300]}",
+        raise ModelError(f"weights in {path} do not match its cahp_heads.json",
+                         f"{type(e).__name__}: {str(e)[:300]}",
                          "re-run `cahp-edge reshape`; do not edit pruned folders by hand") from e
     model.eval()
     tok = load_tokenizer(path, required=require_tokenizer)
-    return LoadedModel(model, tok, adapter, path, meta.get("source_hash", ""), plan.heads_per_layer, pruned=True)
+    return LoadedModel(model, tok, adapter, path, meta.get("source_hash", ""), plan.heads_per_layer,
+                       pruned=True)

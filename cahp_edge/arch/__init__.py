@@ -34,11 +34,11 @@ def supported_list() -> str:
 
 
 def get_adapter(config_or_type) -> Adapter:
-    model_type = config_or_type if isinstance(config_or_type, str) else getattr(config_or_type, "model_type", None)
+    is_name = isinstance(config_or_type, str)
+    model_type = config_or_type if is_name else getattr(config_or_type, "model_type", None)
     if model_type in _REGISTRY:
-        if not isinstance(config_or_type, str) and (
-            getattr(config_or_type, "is_decoder", False) or getattr(config_or_type, "add_cross_attention", False)
-        ):
+        if not is_name and (getattr(config_or_type, "is_decoder", False)
+                            or getattr(config_or_type, "add_cross_attention", False)):
             raise UnsupportedArchitecture(
                 f"model type '{model_type}' configured as a decoder is not supported",
                 "cahp-edge prunes encoder self-attention of sequence classifiers",

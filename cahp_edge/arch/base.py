@@ -23,7 +23,7 @@ class ZeroHeadAttention(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(bias.detach().clone())
 
-    def forward(self, *args, **kwargs):  # noqa: ANN002, ANN003 - mirrors whatever the family passes
+    def forward(self, *args, **kwargs):  # mirrors whatever the family passes
         x = args[0] if args else kwargs.get("hidden_states", kwargs.get("query"))
         # x: (B, T, hidden) -> (B, T, hidden) filled with the output bias
         return self.bias.expand(x.shape).to(x.dtype), None

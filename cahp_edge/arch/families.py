@@ -7,7 +7,8 @@ from cahp_edge.arch.base import Adapter
 BERT = Adapter(name="bert", model_types=("bert",))
 # RoBERTa-style tokenizers emit no token_type_ids (type_vocab_size is 1).
 ROBERTA = Adapter(name="roberta", model_types=("roberta",), export_inputs=("input_ids", "attention_mask"))
-XLM_ROBERTA = Adapter(name="xlm-roberta", model_types=("xlm-roberta",), export_inputs=("input_ids", "attention_mask"))
+XLM_ROBERTA = Adapter(name="xlm-roberta", model_types=("xlm-roberta",),
+                      export_inputs=("input_ids", "attention_mask"))
 ELECTRA = Adapter(name="electra", model_types=("electra",))
 DISTILBERT = Adapter(
     name="distilbert",
