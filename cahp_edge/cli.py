@@ -78,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         # torch/transformers/onnx warnings on stderr break the one-line contract; --debug shows them
         warnings.filterwarnings("ignore")
     try:
-        app(args=args, prog_name="cahp-edge", standalone_mode=False)
+        rv = app(args=args, prog_name="cahp-edge", standalone_mode=False)
+        # non-standalone typer *returns* exit codes: typer.Exit(n), and 130 for Ctrl-C / SIGTERM
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+            if rv == 130:
+                typer.echo("interrupted: finished stages are kept; re-run the same command to resume",
+                           err=True)
+            sys.exit(rv)
         return 0
     except CahpError as e:
         if debug:
