@@ -16,19 +16,19 @@ from tiny_package import cached_tiny_package
 REPO = Path(__file__).resolve().parents[1]
 # a device has only these (plus the standard library); anything else imported would fail there
 DEVICE_MODULES = {"cahp_edge", "numpy", "onnxruntime", "tokenizers", "cython_runtime"}  # cython: numpy's
-BLOCKED = ("torch", "transformers", "pydantic", "typer", "rich", "onnx", "scipy", "sklearn", "pandas",
-           "psutil", "safetensors", "accelerate")
+BLOCKED = ["torch", "transformers", "pydantic", "typer", "rich", "onnx", "scipy", "sklearn", "pandas",
+           "psutil", "safetensors", "accelerate"]
 
 # Runs the runner with heavy packages made unimportable, then lists every non-stdlib module it loaded.
-GUARD = f"""
+GUARD = """
 import atexit, json, os, runpy, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {BLOCKED!r}:
-            raise ImportError("blocked on a device: " + name)
+        if name.split(".")[0] in json.loads(os.environ["CAHP_BLOCKED"]):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: not on a device)", name=name)
 sys.meta_path.insert(0, Block())
 def dump():
-    mods = sorted({{m.split(".")[0] for m in sys.modules}} - set(sys.stdlib_module_names))
+    mods = sorted({m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names))
     open(os.environ["CAHP_MODS_OUT"], "w").write(json.dumps(mods))
 atexit.register(dump)
 sys.argv = ["cahp_edge.runtime", *sys.argv[1:]]
@@ -41,8 +41,9 @@ def pkg(tmp_path_factory) -> Path:
     return cached_tiny_package(tmp_path_factory)
 
 
-def run_runner(*args: str, guard: bool = False, mods_out: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CAHP_MODS_OUT=str(mods_out or os.devnull))
+def run_runner(*args: str, guard: bool = False, mods_out: Path | None = None,
+               blocked: list[str] = BLOCKED) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CAHP_MODS_OUT=str(mods_out or os.devnull), CAHP_BLOCKED=json.dumps(blocked))
     head = [sys.executable, "-c", GUARD] if guard else [sys.executable, "-m", "cahp_edge.runtime"]
     return subprocess.run([*head, *args], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
 
@@ -189,3 +190,12 @@ def test_ort_format_model(pkg, tmp_path):
     ort.InferenceSession(str(pkg / "model.onnx"), so, providers=["CPUExecutionProvider"])
     r = profile_json(str(d), "--runs", "3", "--seq-len", "32", "--no-operators")
     assert (r["model"]["file"], r["model"]["format"], r["accuracy"]["accuracy"]) == ("model.ort", "ort", 1.0)
+
+
+@pytest.mark.parametrize("missing", ["onnxruntime", "numpy", "tokenizers"])
+def test_device_without_a_dependency(pkg, missing):
+    p = run_runner("profile", str(pkg), "--json", "--nonce", "n2", guard=True, blocked=[*BLOCKED, missing])
+    assert p.returncode == 1
+    err = json.loads(p.stdout)["error"]
+    assert err["kind"] == "runtime" and f"python module '{missing}' is not installed" in err["message"]
+    assert "pip install onnxruntime numpy tokenizers" in p.stderr and p.stderr.count("\n") == 1

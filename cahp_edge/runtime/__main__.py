@@ -64,8 +64,10 @@ def _human(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .profile import Settings, profile_package
-
+    try:
+        from .profile import Settings, profile_package  # needs numpy: a device may lack it
+    except ModuleNotFoundError as e:
+        return _missing(e, args)
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
     s = Settings(threads=args.threads, batch=args.batch, seq_len=args.seq_len, warmup=args.warmup,
                  runs=args.runs, eval_batch_size=args.eval_batch_size, limit=args.limit, data=args.data,
@@ -75,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = profile_package(args.package, s)
     except ModuleNotFoundError as e:
-        err = RunnerError("runtime", f"python module {e.name!r} is not installed on this device",
-                          "the runner needs onnxruntime, numpy and tokenizers",
-                          f"pip install onnxruntime numpy tokenizers (missing: {e.name})")
-        return _fail(err, args.json, args.nonce)
+        return _missing(e, args)
     except RunnerError as e:
         return _fail(e, args.json, args.nonce)
     except MemoryError:
@@ -92,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     result["nonce"] = args.nonce
     print(json.dumps(result) if args.json else _human(result))
     return 0
+
+
+def _missing(e: ModuleNotFoundError, args) -> int:
+    err = RunnerError("runtime", f"python module {e.name!r} is not installed on this device",
+                      "the runner needs onnxruntime, numpy and tokenizers",
+                      f"pip install onnxruntime numpy tokenizers (missing: {e.name})")
+    return _fail(err, args.json, args.nonce)
 
 
 def _fail(e: RunnerError, as_json: bool, nonce: str = "") -> int:
