@@ -43,6 +43,7 @@ class CAHP(_Base):
         step_fraction: float = 0.1,
         sqrt_jsd: bool = True,
         normalize_salience: bool = True,
+        salience_weight: float = 0.0,
         signatures: HeadSignatures | None = None,
     ) -> None:
         super().__init__(model, adapter, data, seed)
@@ -52,12 +53,14 @@ class CAHP(_Base):
             raise ValueError(f"unknown schedule {schedule!r}")
         self.clustering, self.schedule, self.step_fraction = clustering, schedule, step_fraction
         self.sqrt_jsd, self.normalize_salience = sqrt_jsd, normalize_salience
+        self.salience_weight = salience_weight
         self.sig = signatures
         self.info.update(
             {
                 "clustering": clustering,
                 "schedule": schedule,
                 "step_fraction": step_fraction,
+                "salience_weight": salience_weight,
                 "distance": "sqrt(mean JSD)" if sqrt_jsd else "mean JSD",
                 "salience_normalized_per_layer": normalize_salience,
             }
@@ -79,6 +82,18 @@ class CAHP(_Base):
         labels = graph.cluster(dist, k, self.clustering, self.seed)
         self._time("clustering_s", t0)
         return labels
+
+    def _weighted(self, dist: np.ndarray, sal: np.ndarray) -> np.ndarray:
+        """Salience-aware graph: d_ij * ((r_i + r_j) / 2) ** gamma, r = salience rank in (0, 1].
+
+        Two low-salience heads with similar attention become close (one of them goes); a salient
+        head stays far from everything and tends to remain its own cluster. gamma = 0: plain JSD graph.
+        """
+        if self.salience_weight == 0:
+            return dist
+        r = (np.argsort(np.argsort(sal, kind="stable"), kind="stable") + 1) / len(sal)
+        w = ((r[:, None] + r[None, :]) / 2) ** self.salience_weight
+        return dist * w
 
     def _representatives(self, ids: np.ndarray, labels: np.ndarray, sal: np.ndarray, k: int) -> list[int]:
         """Most salient head of every cluster; if the clustering returned fewer than k groups, the
@@ -107,7 +122,7 @@ class CAHP(_Base):
         ids = np.arange(self.index.n)
         out = {}
         for k in counts:
-            labels = self._cluster(dist, k)
+            labels = self._cluster(self._weighted(dist, sal), k)
             out[k] = self.index.mask_of(self._representatives(ids, labels, sal, k))
             self.info.setdefault("clusters", {})[k] = labels.tolist()
         return out
@@ -125,7 +140,7 @@ class CAHP(_Base):
                 if first_sal is None:
                     first_sal = sal
                 k_next = max(target, len(kept) - step)
-                labels = self._cluster(dist[np.ix_(kept, kept)], k_next)
+                labels = self._cluster(self._weighted(dist[np.ix_(kept, kept)], sal[kept]), k_next)
                 kept = np.array(self._representatives(kept, labels, sal, k_next))
                 rounds += 1
             out[target] = self.index.mask_of(kept)
