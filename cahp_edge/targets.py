@@ -37,7 +37,7 @@ KNOWN_FEATURES = (
     "asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2",
 )
 
-_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 
 class _Strict(BaseModel):
@@ -135,10 +135,10 @@ def list_targets() -> list[str]:
 
 def host_arch() -> str:
     m = platform.machine().lower()
-    if m not in _ARCH_ALIASES:
+    if m not in ARCH_ALIASES:
         raise TargetError(f"this machine's architecture '{m}' has no target support",
                           "profiles cover x86_64 and aarch64", "use a named target and a remote --device")
-    return _ARCH_ALIASES[m]
+    return ARCH_ALIASES[m]
 
 
 def host_features(flags: list[str] | None = None) -> list[str]:
@@ -202,7 +202,7 @@ def parse_target(raw: dict[str, Any], source: str = "<dict>",
             for key in ("arch", "cpu", "isa_features"):
                 if key in raw:
                     raise ValueError(f"{key}: set by detection in a profile with detect = true; remove it")
-            raw["arch"] = _ARCH_ALIASES.get((machine or "").lower()) or host_arch()
+            raw["arch"] = ARCH_ALIASES.get((machine or "").lower()) or host_arch()
             raw["cpu"] = model
             raw["isa_features"] = host_features(flags)
         if "recipes" in raw:
