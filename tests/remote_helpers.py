@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER_ARGS = ["--runs", "3", "--warmup", "1", "--profile-runs", "2", "--threads", "1"]
 
 
+_PKG: Path | None = None
+
+
+def tiny_pkg(tmp_path_factory) -> Path:
+    """One tiny package for all remote tests (they only read it: every run copies it first)."""
+    global _PKG
+    if _PKG is None or not _PKG.exists():
+        from tiny_package import make_tiny_package
+
+        _PKG = make_tiny_package(tmp_path_factory.mktemp("remote-pkg") / "tiny")
+    return _PKG
+
+
 def local_profile(pkg: Path, args: list[str]) -> dict:
     p = subprocess.run(
         [sys.executable, "-m", "cahp_edge.runtime", "profile", str(pkg), "--json", *args],

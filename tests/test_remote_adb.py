@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from remote_helpers import RUNNER_ARGS, fake_python, key_tree, local_profile, python_without
+from remote_helpers import RUNNER_ARGS, fake_python, key_tree, local_profile, python_without, tiny_pkg
 
 from cahp_edge.errors import DeviceError
 from cahp_edge.remote import run_remote_profile
@@ -33,9 +33,7 @@ def adb(monkeypatch, tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def pkg(tmp_path_factory) -> Path:
-    from tiny_package import make_tiny_package
-
-    return make_tiny_package(tmp_path_factory.mktemp("pkg") / "tiny")
+    return tiny_pkg(tmp_path_factory)
 
 
 def _url(python: str | Path = sys.executable, serial: str = SERIAL) -> str:

@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from remote_helpers import RUNNER_ARGS, fake_python, free_port, key_tree, local_profile, python_without
+from remote_helpers import (
+    RUNNER_ARGS,
+    fake_python,
+    free_port,
+    key_tree,
+    local_profile,
+    python_without,
+    tiny_pkg,
+)
 
 from cahp_edge.errors import DeviceError
 from cahp_edge.remote import parse_device, run_remote_profile
@@ -101,9 +109,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pkg(tmp_path_factory) -> Path:
-    from tiny_package import make_tiny_package
-
-    return make_tiny_package(tmp_path_factory.mktemp("pkg") / "tiny")
+    return tiny_pkg(tmp_path_factory)
 
 
 def _remote(server, pkg, url=None, args=RUNNER_ARGS, **kw):
