@@ -231,20 +231,11 @@ class _Transport:
 
 class _Ssh(_Transport):
     def _opts(self, port_flag: str) -> list[str]:
-        o = [
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"ConnectTimeout={int(self.connect_timeout)}",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ServerAliveCountMax=3",
-            "-o",
-            "LogLevel=ERROR",
-        ]
+        # BatchMode: fail instead of prompting; StrictHostKeyChecking=yes even where a user's config
+        # says accept-new: an unknown key is the user's call, never ours
+        o = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+             "-o", f"ConnectTimeout={int(self.connect_timeout)}",
+             "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
         if self.known_hosts:
             o += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
         if self.identity:
@@ -261,7 +252,8 @@ class _Ssh(_Transport):
         return self._call(["ssh", *self._opts("-p"), "--", self._target, cmd], timeout, step)
 
     def push(self, sources: list[Path], dest: str, timeout: float) -> None:
-        host = f"[{self._target}]" if ":" in self.dev.host else self._target
+        host = self.dev.host if ":" not in self.dev.host else f"[{self.dev.host}]"  # IPv6 in scp's syntax
+        host = f"{self.dev.user}@{host}" if self.dev.user else host
         self._check(
             self._call(
                 ["scp", "-q", "-r", *self._opts("-P"), "--", *map(str, sources), f"{host}:{dest}/"],
