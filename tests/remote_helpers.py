@@ -60,13 +60,30 @@ def fake_python(path: Path, body: str) -> Path:
     return path
 
 
+def _shadow(folder: Path, module: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{module}.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n")
+
+
 def python_without(module: str, tmp: Path) -> Path:
     """The host's python, but ``import <module>`` fails as it does on a device without it."""
-    shadow = tmp / f"no-{module}"
-    shadow.mkdir(exist_ok=True)
-    (shadow / f"{module}.py").write_text(
-        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
-    )
-    return fake_python(
-        tmp / f"python-no-{module}", f'PYTHONPATH="{shadow}:$PYTHONPATH" exec {sys.executable} "$@"'
-    )
+    _shadow(tmp / f"no-{module}", module)
+    return fake_python(tmp / f"python-no-{module}",
+                       f'PYTHONPATH="{tmp / f"no-{module}"}:$PYTHONPATH" exec {sys.executable} "$@"')
+
+
+def device_python(tmp: Path) -> Path:
+    """A python like a Pi's: onnxruntime, numpy, tokenizers; no cahp_edge install, torch or transformers.
+
+    ``-S`` skips site-packages' .pth files, so the editable cahp_edge install is invisible and the
+    runner must come from the staged copy; torch and transformers are shadowed by failing modules.
+    """
+    import sysconfig
+
+    shadow = tmp / "device-shadow"
+    for mod in ("torch", "transformers"):
+        _shadow(shadow, mod)
+    site = sysconfig.get_paths()["purelib"]
+    return fake_python(tmp / "python-device",
+                       f'PYTHONPATH="$PYTHONPATH:{shadow}:{site}" exec {sys.executable} -S "$@"')

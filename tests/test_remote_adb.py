@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from remote_helpers import RUNNER_ARGS, fake_python, key_tree, local_profile, python_without, tiny_pkg
+from remote_helpers import (
+    RUNNER_ARGS,
+    device_python,
+    fake_python,
+    key_tree,
+    local_profile,
+    python_without,
+    tiny_pkg,
+)
 
 from cahp_edge.errors import DeviceError
 from cahp_edge.remote import run_remote_profile
@@ -40,9 +48,10 @@ def _url(python: str | Path = sys.executable, serial: str = SERIAL) -> str:
     return f"adb://{serial}?python={python}"
 
 
-def test_profile_over_adb_equals_local_run(adb, pkg):
+def test_profile_over_adb_equals_local_run(adb, pkg, tmp_path):
     local = local_profile(pkg, RUNNER_ARGS)
-    remote = run_remote_profile(_url(), pkg, RUNNER_ARGS, timeout=120)
+    # the device's python has no cahp_edge, torch or transformers: the staged runner must suffice
+    remote = run_remote_profile(_url(device_python(tmp_path)), pkg, RUNNER_ARGS, timeout=120)
     assert key_tree(remote) == key_tree(local)
     assert remote["accuracy"]["predictions"] == local["accuracy"]["predictions"]
     assert remote["accuracy"]["accuracy"] == 1.0
