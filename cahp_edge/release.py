@@ -77,23 +77,42 @@ def model_metrics(r: dict) -> dict[str, Any]:
     acc = r.get("accuracy")
     if acc is None:
         acc = (prof.get("accuracy") or {}).get("accuracy")
-    return {"accuracy": acc, "eval_examples": (prof.get("accuracy") or {}).get("n"),
-            "latency_ms": {k: lat.get(f"{k}_ms") for k in ("p50", "p90", "p99", "cold_start")} if lat else None,
-            "throughput_per_s": lat.get("throughput_per_s"), "size_mb": model.get("size_mb"),
-            "peak_memory_mb": mem.get("peak_rss_mb"), "threads": (prof.get("runtime") or {}).get("threads"),
-            "benchmark": {k: lat.get(k) for k in ("batch", "seq_len", "runs")} if lat else None}
+    return {
+        "accuracy": acc,
+        "eval_examples": (prof.get("accuracy") or {}).get("n"),
+        "latency_ms": {k: lat.get(f"{k}_ms") for k in ("p50", "p90", "p99", "cold_start")} if lat else None,
+        "throughput_per_s": lat.get("throughput_per_s"),
+        "size_mb": model.get("size_mb"),
+        "peak_memory_mb": mem.get("peak_rss_mb"),
+        "threads": (prof.get("runtime") or {}).get("threads"),
+        "benchmark": {k: lat.get(k) for k in ("batch", "seq_len", "runs")} if lat else None,
+    }
 
 
 def budget_verdict(validated: dict) -> dict[str, Any]:
     """validate's budget checks on the shipped model: pass / fail / skip each, with its reason."""
     shipped = validated.get("shipped") or {}
-    checks = [{"budget": c["name"], "value": c.get("measured"), "limit": c.get("limit"),
-               "status": c.get("status"), "reason": c.get("reason", "")} for c in shipped.get("checks", [])]
+    checks = [
+        {
+            "budget": c["name"],
+            "value": c.get("measured"),
+            "limit": c.get("limit"),
+            "status": c.get("status"),
+            "reason": c.get("reason", ""),
+        }
+        for c in shipped.get("checks", [])
+    ]
     failed = [c["budget"] for c in checks if c["status"] == "fail"]
     skipped = [c["budget"] for c in checks if c["status"] == "skip"]
     status = "fail" if failed else ("incomplete" if skipped else "pass")
-    return {"status": status, "pass": not failed, "failed": failed, "skipped": skipped, "checks": checks,
-            "notes": shipped.get("notes", [])}
+    return {
+        "status": status,
+        "pass": not failed,
+        "failed": failed,
+        "skipped": skipped,
+        "checks": checks,
+        "notes": shipped.get("notes", []),
+    }
 
 
 # ---- assembling -----------------------------------------------------------------------------------
@@ -142,7 +161,7 @@ def make_release(
     import time
 
     from cahp_edge import package, report
-    from cahp_edge.pipeline import release_key
+    from cahp_edge.pipeline import release_key, target_stages
 
     t0 = time.perf_counter()
     rkey = release_key(stages, target.name)
@@ -171,7 +190,7 @@ def make_release(
         "budgets": verdict,
         "raw": validated,
     }
-    lineage = {n: r.lineage() for n, r in stages.items() if not n.startswith("package")}
+    lineage = {n: r.lineage() for n, r in target_stages(stages, target.name).items()}
     manifest = {
         "cahp_edge": code_version(),
         "release_key": rkey,

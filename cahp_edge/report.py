@@ -110,8 +110,7 @@ def plot_heatmap(plan: dict) -> str | None:
     fig, ax = plt.subplots(
         figsize=(max(3.5, 0.42 * grid.shape[1] + 1.5), max(2.2, 0.38 * grid.shape[0] + 1.2))
     )
-    cmap = plt.get_cmap("Greens").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("Greens").with_extremes(bad="#eeeeee")
     ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.15, vmax=1.0, aspect="auto")
     ax.set_xticks(range(grid.shape[1]))
     ax.set_yticks(range(grid.shape[0]))
@@ -178,8 +177,13 @@ METRIC_HEAD = ["model", "accuracy", "p50 ms", "p90 ms", "p99 ms", "size MB", "pe
 def _budget_rows(verdict: dict) -> list[list[str]]:
     word = {"pass": "pass", "fail": "FAIL", "skip": "not checked"}
     return [
-        [c["budget"], _fmt(c.get("value"), ".4g"), _fmt(c.get("limit"), ".4g"), word.get(c.get("status"), "?"),
-         c.get("reason", "")]
+        [
+            c["budget"],
+            _fmt(c.get("value"), ".4g"),
+            _fmt(c.get("limit"), ".4g"),
+            word.get(c.get("status"), "?"),
+            c.get("reason", ""),
+        ]
         for c in verdict.get("checks", [])
     ]
 
@@ -250,12 +254,14 @@ def _html_table(head: list[str], rows: list[list[str]], verdict_col: int | None 
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:980px;margin:2em auto;color:#222;
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:980px;margin:2em auto;
+color:#222;
 padding:0 1em}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.3em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left}.pass{color:#1f7a3f;font-weight:600}.fail{color:#b42318;
 font-weight:700}.badge{display:inline-block;padding:.15em .6em;border-radius:.3em;color:#fff}
-.ok{background:#1f9d55}.bad{background:#b42318}.warn{background:#b7791f}img{max-width:100%}code{background:#f4f4f4;padding:0 .2em}
+.ok{background:#1f9d55}.bad{background:#b42318}.warn{background:#b7791f}img{max-width:100%}
+code{background:#f4f4f4;padding:0 .2em}
 .small{color:#666;font-size:.85em}"""
 
 
@@ -275,7 +281,8 @@ def report_html(ctx: ReportContext) -> str:
         f"<span class='badge {badge}'>budgets: {html.escape(status)}</span></h1>",
         f"<p class='small'>{html.escape(t.description)} · source "
         f"<code>{html.escape(str(m.get('source', {}).get('model', '')))}</code> · built "
-        f"{html.escape(str(m.get('built_at', '')))} · cahp-edge {html.escape(str(m.get('cahp_edge', '')))}</p>",
+        f"{html.escape(str(m.get('built_at', '')))} · cahp-edge "
+        f"{html.escape(str(m.get('cahp_edge', '')))}</p>",
         "<h2>Budgets</h2>",
         _html_table(["budget", "value", "limit", "verdict", "why"], _budget_rows(ctx.verdict), 3),
         "<h2>Dense vs pruned vs shipped</h2>",

@@ -44,11 +44,25 @@ def make_checkpoint(d: Path, seed: int = 0) -> Path:
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train([str(corpus)], vocab_size=120, min_frequency=1, show_progress=False)
     corpus.unlink()
-    tok = BertTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", sep_token="[SEP]",
-                            pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=48, max_position_embeddings=128, num_labels=2,
-                     id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    tok = BertTokenizerFast(
+        tokenizer_object=wp._tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=128,
+        num_labels=2,
+        id2label={0: "neg", 1: "pos"},
+        label2id={"neg": 0, "pos": 1},
+    )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(cfg).eval()
     with torch.no_grad():  # spread the random logits so argmax is not one class for everything
