@@ -97,6 +97,10 @@ def example_batches(model, adapter, tokenizer=None, sentences=None, batch_size: 
     """Batches of model inputs (numpy int64) for parity: real sentences when a tokenizer exists."""
     names = adapter.export_inputs
     if tokenizer is not None:
+        # a model with fewer positions than max_length (tiny or distilled) would crash on long sentences;
+        # -2 leaves room for RoBERTa's position offset
+        positions = int(getattr(model.config, "max_position_embeddings", max_length + 2) or max_length + 2)
+        max_length = max(8, min(max_length, positions - 2))
         sents = list(sentences or DEFAULT_SENTENCES)
         out = []
         for i in range(0, len(sents), batch_size):
