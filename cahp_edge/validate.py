@@ -219,8 +219,10 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int, where: str) -
 def _run_profile(device: str, package_dir: Path, args: list[str], timeout: float) -> dict:
     if device == "local":
         return run_local_profile(package_dir, args, timeout)
+    import importlib
+
     try:
-        from cahp_edge import remote
+        remote = importlib.import_module("cahp_edge.remote")  # lazy: ssh/adb support is optional
     except ModuleNotFoundError as e:
         if e.name != "cahp_edge.remote":
             raise
