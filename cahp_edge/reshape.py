@@ -7,7 +7,10 @@ and works on transformers 4.57 too. A pruned directory holds ``config.json`` (th
 config), ``pruned_model.safetensors`` and ``cahp_heads.json``. The weights file has a non-standard
 name on purpose: plain ``AutoModelForSequenceClassification.from_pretrained(dir)`` then fails
 loudly ("no file named model.safetensors") even with ``ignore_mismatched_sizes=True``, which would
-otherwise re-initialise every pruned matrix without a word. Use :func:`load_pruned`.
+otherwise re-initialise every pruned matrix without a word (checked on 4.57.6 and 5.x by
+tests/test_foundation_reshape.py). Renaming the file to model.safetensors defeats the guard: plain
+loading then raises a size mismatch, but with ``ignore_mismatched_sizes=True`` it re-initialises the
+pruned matrices silently. Use :func:`load_pruned`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ class ZeroHeadAttention(nn.Module):
     With zero heads the context vector is empty, so the output projection yields only its bias:
     the block's contribution is ``bias`` broadcast over (B, T, hidden). A 0-width Linear would run in
     PyTorch but breaks ONNX export and transformers 4.57's forward, so the bias lives here instead.
+
+    With ``output_attentions=True`` such a layer has no attention map: transformers 4.57 puts ``None``
+    in its slot, 5.x leaves the layer out of ``outputs.attentions`` (it records only its own attention
+    classes). Align maps to layers with ``adapter.heads_per_layer(model)`` rather than by position.
     """
 
     def __init__(self, bias: torch.Tensor) -> None:
