@@ -110,8 +110,13 @@ def plot_heatmap(plan: dict) -> str | None:
     fig, ax = plt.subplots(
         figsize=(max(3.5, 0.42 * grid.shape[1] + 1.5), max(2.2, 0.38 * grid.shape[0] + 1.2))
     )
-    cmap = plt.get_cmap("Greens").with_extremes(bad="#eeeeee")
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.15, vmax=1.0, aspect="auto")
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    cmap = ListedColormap(["#e5e7eb", "#1f9d55"]).with_extremes(bad="#ffffff")  # dropped, kept
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.legend(handles=[Patch(color="#1f9d55", label="kept"), Patch(color="#e5e7eb", label="removed")],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_xticks(range(grid.shape[1]))
     ax.set_yticks(range(grid.shape[0]))
     ax.set_yticklabels([f"{i} ({len(kept[i])})" for i in range(grid.shape[0])])
@@ -241,7 +246,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _html_table(head: list[str], rows: list[list[str]], verdict_col: int | None = None) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    th = "".join(f"<th{' class=text' if h == 'why' else ''}>{html.escape(h)}</th>" for h in head)
     body = []
     for r in rows:
         cells = []
@@ -249,6 +254,8 @@ def _html_table(head: list[str], rows: list[list[str]], verdict_col: int | None 
             cls = ""
             if i == verdict_col:
                 cls = ' class="pass"' if c == "pass" else (' class="fail"' if c == "FAIL" else "")
+            if i == len(r) - 1 and head[-1] == "why":  # prose reads left-aligned
+                cls = ' class="text"'
             cells.append(f"<td{cls}>{html.escape(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -262,13 +269,15 @@ td:first-child,th:first-child{text-align:left}.pass{color:#1f7a3f;font-weight:60
 font-weight:700}.badge{display:inline-block;padding:.15em .6em;border-radius:.3em;color:#fff}
 .ok{background:#1f9d55}.bad{background:#b42318}.warn{background:#b7791f}img{max-width:100%}
 code{background:#f4f4f4;padding:0 .2em}
-.small{color:#666;font-size:.85em}"""
+.small{color:#666;font-size:.85em}td.text,th.text{text-align:left}td.text{color:#444}"""
 
 
 def report_html(ctx: ReportContext) -> str:
     t, m = ctx.target, ctx.manifest
     status = ctx.verdict.get("status", "?")
     badge = {"pass": "ok", "fail": "bad"}.get(status, "warn")
+    knee_note = ("the head count was fixed (--heads / --keep-ratio), so no sweep was run"
+                 if ctx.plan.get("budget_source", "knee") != "knee" else "no sweep recorded in the plan")
     plots = [
         ("Head count: sweep, fit and knee", plot_knee(ctx.plan)),
         ("Kept heads (layer x head)", plot_heatmap(ctx.plan)),
@@ -293,7 +302,7 @@ def report_html(ctx: ReportContext) -> str:
         parts.append(
             f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
             if png
-            else "<p class='small'>not available for this build</p>"
+            else f"<p class='small'>{html.escape(knee_note)}</p>"
         )
     parts.append(
         "<h2>Data splits</h2><ul>"
@@ -311,3 +320,19 @@ def report_html(ctx: ReportContext) -> str:
         "settings; run the device-side runner on the device for device numbers.</p></body></html>",
     ]
     return "\n".join(parts)
+
+
+def context_from_release(d) -> ReportContext:
+    """Rebuild the report's inputs from a release folder (to re-render MODEL_CARD.md / report.html)."""
+    import json
+    from pathlib import Path
+
+    from cahp_edge.targets import Target
+
+    d = Path(d)
+    man = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+    met = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+    plan = json.loads((d / "cahp_heads.json").read_text(encoding="utf-8"))
+    target = Target.model_validate(man["target_profile"])
+    return ReportContext(target=target, plan=plan, metrics=met["models"], verdict=met["budgets"],
+                         splits=met.get("splits", {}), manifest=man, stages=man.get("stages", {}))
