@@ -30,17 +30,24 @@ _OPT = {
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
+# Linux arm64 HWCAP bits (asm/hwcap.h) for the features that change ORT's kernel choice
+_HWCAP = {0: "fp", 1: "asimd", 8: "atomics", 9: "fphp", 10: "asimdhp", 20: "asimddp", 22: "sve"}
+_HWCAP2 = {1: "sve2", 13: "i8mm", 14: "bf16", 23: "sme"}
+
+
 def _arm_features() -> list:
-    """The ARM feature list the (emulated) kernel reports; asimddp = dot product. Empty on x86."""
+    """ISA features from AT_HWCAP/AT_HWCAP2, which ORT itself reads; asimddp = dot product. [] on x86.
+
+    Not /proc/cpuinfo: qemu 7.2 shows the host's (or a fake) one, while HWCAP follows ``-cpu``.
+    """
     if platform.machine() != "aarch64":
         return []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("features"):
-                return line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    return []
+    import ctypes
+
+    getauxval = ctypes.CDLL(None).getauxval
+    getauxval.restype = ctypes.c_ulong
+    hw, hw2 = getauxval(16), getauxval(26)  # AT_HWCAP, AT_HWCAP2
+    return [n for b, n in _HWCAP.items() if hw >> b & 1] + [n for b, n in _HWCAP2.items() if hw2 >> b & 1]
 
 
 def main(work: Path) -> None:

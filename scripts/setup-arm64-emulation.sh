@@ -21,7 +21,7 @@ mkdir -p "$ROOT"
 ROOT=$(cd "$ROOT" && pwd)
 PYTHON=${PYTHON:-python3}
 MIRROR=${CAHP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-QEMU_SUITE=${CAHP_QEMU_SUITE:-trixie}
+QEMU_SUITE=${CAHP_QEMU_SUITE:-auto}  # auto: trixie, else bookworm (with the fake cpuinfo below)
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 T0=$(date +%s)
 log() { echo "setup-arm64: $*"; }
@@ -47,8 +47,10 @@ private_apt() {
     -o "Dir::Etc::PreferencesParts=$dir/etc/preferences.d" -o "Dir::Etc::TrustedParts=/etc/apt/trusted.gpg.d"
     -o "APT::Architecture=$arch" -o "APT::Architectures=$arch" -o "Acquire::Languages=none"
     -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
-  [ -n "$(find "$dir/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null)" ] ||
-    apt-get "${APT_ARGS[@]}" update >/dev/null
+  if [ -z "$(find "$dir/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null)" ]; then
+    apt-get "${APT_ARGS[@]}" update >/dev/null || return 1
+    [ -n "$(find "$dir/lists" -maxdepth 1 -name '*Packages*')" ] || return 1  # apt warns, exits 0
+  fi
   log "apt index $name ($suite/$arch) ready"
 }
 
@@ -56,19 +58,28 @@ stamp_ok() { [ -f "$ROOT/.stamp-$1" ] && [ "$(cat "$ROOT/.stamp-$1")" = "$2" ]; 
 stamp_set() { echo "$2" >"$ROOT/.stamp-$1"; }
 
 # --- 1. qemu-aarch64 ---------------------------------------------------------------------------
-if ! stamp_ok qemu "$QEMU_SUITE" || [ ! -x "$ROOT/qemu-aarch64" ]; then
-  private_apt "qemu-$QEMU_SUITE" "$QEMU_SUITE" amd64
-  pkg=qemu-user
-  [ "$QEMU_SUITE" = bookworm ] && pkg=qemu-user-static
+fetch_qemu() {  # fetch_qemu SUITE: the static qemu-aarch64 of that Debian release into ROOT
+  local suite=$1 pkg=qemu-user tmp bin
+  [ "$suite" = bookworm ] && pkg=qemu-user-static  # trixie's qemu-user holds the static binaries
+  private_apt "qemu-$suite" "$suite" amd64 || return 1
   tmp=$(mktemp -d "$ROOT/.qemu.XXXX")
-  (cd "$tmp" && apt-get "${APT_ARGS[@]}" download "$pkg" >/dev/null)
+  (cd "$tmp" && apt-get "${APT_ARGS[@]}" download "$pkg" >/dev/null) || { rm -rf "$tmp"; return 1; }
   dpkg -x "$tmp"/*.deb "$tmp/x"
-  bin=$(find "$tmp/x" -name 'qemu-aarch64' -o -name 'qemu-aarch64-static' | head -1)
-  [ -n "$bin" ] || { echo "setup-arm64: no qemu-aarch64 in $pkg" >&2; exit 1; }
+  bin=$(find "$tmp/x/usr/bin" \( -name 'qemu-aarch64' -o -name 'qemu-aarch64-static' \) -type f | head -1)
+  [ -n "$bin" ] || { echo "setup-arm64: no qemu-aarch64 in $pkg" >&2; rm -rf "$tmp"; return 1; }
   install -m 0755 "$bin" "$ROOT/qemu-aarch64"
   rm -rf "$tmp"
+  echo "$suite" >"$ROOT/.qemu-suite"
+}
+if ! stamp_ok qemu "$QEMU_SUITE" || [ ! -x "$ROOT/qemu-aarch64" ]; then
+  if [ "$QEMU_SUITE" = auto ]; then
+    fetch_qemu trixie || { log "Debian 13 qemu-user unavailable; using Debian 12 qemu-user-static"; fetch_qemu bookworm; }
+  else
+    fetch_qemu "$QEMU_SUITE"
+  fi
   stamp_set qemu "$QEMU_SUITE"
 fi
+QEMU_FROM=$(cat "$ROOT/.qemu-suite")
 log "$("$ROOT/qemu-aarch64" --version | head -1)"
 
 # --- 2. arm64 Python 3.11 userland -------------------------------------------------------------
@@ -88,12 +99,14 @@ if ! stamp_ok rootfs "$ROOTFS_PKGS" || [ ! -x "$ROOT/rootfs/usr/bin/python3.11" 
   log "unpacked $n arm64 packages into rootfs"
   stamp_set rootfs "$ROOTFS_PKGS"
 fi
-if [ "$QEMU_SUITE" = bookworm ]; then
+if [ "$QEMU_FROM" = bookworm ]; then
   # qemu 7.2 passes the host's /proc/cpuinfo through; ORT's cpuinfo then crashes. qemu looks
   # under -L first, so give it a plausible ARM one (features come from HWCAP, set by -cpu).
   mkdir -p "$ROOT/rootfs/proc"
   printf 'processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' \
     >"$ROOT/rootfs/proc/cpuinfo"
+else
+  rm -f "$ROOT/rootfs/proc/cpuinfo"  # qemu 10 writes its own, matching -cpu
 fi
 
 # --- 3. aarch64 wheels -------------------------------------------------------------------------
