@@ -30,6 +30,7 @@ from cahp_edge.quantize_ops import (
     run_quantizer,
 )
 
+RANK_EXAMPLES = 256
 RECIPE_FIELDS = ("mode", "format", "per_channel", "reduce_range", "activation_type", "weight_type",
                  "calibration_method", "calibration_size", "op_types", "exclude_nodes")
 
@@ -160,13 +161,16 @@ def _fallback(fp32_path: Path, td: Path, recipe, exclude: list[str], cal, sel: E
     in fp32 (agreement is finer-grained than accuracy, so it ranks nodes that accuracy would tie).
     """
     candidates = [n for n in quantizable_nodes(load_onnx(fp32_path), recipe.op_types) if n not in exclude]
+    rank = sel.head(RANK_EXAMPLES)  # ranking needs fewer examples than the final budget check
+    rank_ref = ort_logits(session(fp32_path), rank.batches)
     scores = []
     for i, node in enumerate(candidates):
         if progress:
             progress(i, 2 * len(candidates))
-        p, _ = run_quantizer(fp32_path, td / f"s{i}.onnx", recipe, [*exclude, node], cal, td, pad_id)
-        lg = ort_logits(session(p), sel.batches)
-        scores.append((agreement(fp32_logits, lg), accuracy(lg, sel.labels), node))
+        p, _ = run_quantizer(fp32_path, td / "rank.onnx", recipe, [*exclude, node], cal, td, pad_id)
+        lg = ort_logits(session(p), rank.batches)
+        scores.append((agreement(rank_ref, lg), accuracy(lg, rank.labels), node))
+        p.unlink()
     scores.sort(key=lambda s: (-s[0], -s[1]))
     kept: list[str] = []
     for i, (_, _, node) in enumerate(scores):
@@ -177,8 +181,9 @@ def _fallback(fp32_path: Path, td: Path, recipe, exclude: list[str], cal, sel: E
         lg = ort_logits(session(p), sel.batches)
         if a32 - accuracy(lg, sel.labels) <= budget:
             return p, lg, kept
+        p.unlink()
     # every node in fp32: nothing left to quantize, which the budget always accepts
-    return p, lg, kept
+    return fp32_path, fp32_logits, kept
 
 
 def _pad_id(folder: Path) -> int:
