@@ -95,7 +95,7 @@ def _interruptible(render: _Render):
         signal.signal(signal.SIGTERM, old)
 
 
-def _finish(res, as_json: bool, quiet: bool, render: _Render) -> None:
+def _finish(res, as_json: bool, quiet: bool, render: _Render, strict: bool = False) -> None:
     render._stop()
     lines = []
     for t, rel in res.releases.items():
@@ -107,6 +107,13 @@ def _finish(res, as_json: bool, quiet: bool, render: _Render) -> None:
         quiet,
     )
     emit(res.to_dict(), as_json, "\n".join(lines))
+    failed = {t: v.get("failed", []) for t, v in res.verdicts.items() if v.get("status") == "fail"}
+    if strict and failed:
+        from cahp_edge.errors import ValidateError
+
+        why = "; ".join(f"{t}: {', '.join(f)}" for t, f in failed.items())
+        raise ValidateError("release(s) built but over budget", why,
+                            "see metrics.json; relax the budget or prune less (--heads, --max-drop)")
 
 
 @app.command()
@@ -154,6 +161,7 @@ def build(
         bool | None, typer.Option("--trust-pickle", help="Allow pytorch_model.bin.")
     ] = None,
     force: _Force = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a release misses a budget.")] = False,
     as_json: _Json = False,
     quiet: _Quiet = False,
 ) -> None:
@@ -192,7 +200,7 @@ def build(
     render = _Render(quiet)
     with _interruptible(render):
         res = run(opts, force=force, events=render)
-    _finish(res, as_json, quiet, render)
+    _finish(res, as_json, quiet, render, strict)
 
 
 @app.command()
