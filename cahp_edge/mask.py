@@ -42,7 +42,8 @@ class HeadMask:
             (ctx, *rest) = args
             # ctx: (B, T, n*d) -> (B, T, n, d) scaled per head -> (B, T, n*d)
             m = self.values[layer_idx, :n].to(ctx.dtype)
-            scaled = (ctx.view(*ctx.shape[:-1], n, d) * m[:, None]).view(ctx.shape)
+            # unflatten/flatten, not view: some attention paths hand over a non-contiguous context
+            scaled = (ctx.unflatten(-1, (n, d)) * m[:, None]).flatten(-2)
             return (scaled, *rest)
 
         return pre_hook
