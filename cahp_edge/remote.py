@@ -263,12 +263,12 @@ class _Ssh(_Transport):
             "copying the package",
         )
 
-    def mktemp(self, timeout: float) -> str:
-        p = self._check(
-            self.shell('mktemp -d "${TMPDIR:-/tmp}/cahp-edge.XXXXXX"', timeout, "connecting"),
-            "creating a temporary folder",
-        )
-        return p.stdout.strip().splitlines()[-1]
+    def mktemp(self, timeout: float) -> tuple[str, int | None]:
+        # one round trip: the folder, then the free space where it lives (df -P: one line per fs)
+        cmd = 'd=$(mktemp -d "${TMPDIR:-/tmp}/cahp-edge.XXXXXX") && echo "$d" && { df -Pk "$d" || true; }'
+        p = self._check(self.shell(cmd, timeout, "connecting"), "creating a temporary folder")
+        lines = p.stdout.strip().splitlines()
+        return lines[0].strip(), _free_kb(lines[1:])
 
 
 class _Adb(_Transport):
@@ -291,10 +291,24 @@ class _Adb(_Transport):
             "copying the package",
         )
 
-    def mktemp(self, timeout: float) -> str:
+    def mktemp(self, timeout: float) -> tuple[str, int | None]:
         d = f"/data/local/tmp/cahp-edge.{uuid.uuid4().hex[:12]}"
-        self._check(self.shell(f"mkdir -p {d}", timeout, "connecting"), "creating a temporary folder")
-        return d
+        p = self._check(self.shell(f"mkdir -p {d} && {{ df -Pk {d} || df -k {d} || true; }}", timeout,
+                                   "connecting"), "creating a temporary folder")
+        return d, _free_kb(p.stdout.strip().splitlines())
+
+
+def _free_kb(df_lines: list[str]) -> int | None:
+    """Available KiB from `df -Pk` output (header + one line), or None where it cannot be read."""
+    for line in reversed(df_lines):
+        cols = line.split()
+        if len(cols) >= 4 and cols[3].isdigit():
+            return int(cols[3])
+    return None
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _stage(package_dir: Path, into: Path) -> list[Path]:
@@ -392,8 +406,14 @@ def run_remote_profile(
         args += ["--nonce", nonce]
     if "--json" not in args:
         args.append("--json")
-    remote = t.mktemp(min(left(), connect_timeout + 20))
+    remote, free_kb = t.mktemp(min(left(), connect_timeout + 20))
     try:
+        need = _tree_bytes(package_dir) + _tree_bytes(RUNTIME_DIR) + (8 << 20)  # + profiling files
+        if free_kb is not None and free_kb * 1024 < need:
+            raise DeviceError(f"{dev.label} is out of disk space",
+                              f"the package needs {need / 2**20:.0f} MB in {remote.rsplit('/', 1)[0]}, "
+                              f"{free_kb / 1024:.0f} MB are free",
+                              "free space on the device (or set TMPDIR there to a larger disk)")
         with tempfile.TemporaryDirectory(prefix="cahp-stage-") as tmp:
             t.push(_stage(package_dir, Path(tmp)), remote, left())
         q = shlex.quote

@@ -121,3 +121,15 @@ def test_callers_nonce_is_used_and_checked(adb, pkg):
     r = run_remote_profile(_url(), pkg, ["--json", "--nonce", "abc123", "--no-latency", "--no-operators"],
                            timeout=60)
     assert r["nonce"] == "abc123" and r["latency"] is None and r["accuracy"]["accuracy"] == 1.0
+
+
+def test_package_larger_than_free_space_is_refused_before_copying(adb, pkg, tmp_path):
+    import shutil
+
+    big = tmp_path / "big-pkg"
+    shutil.copytree(pkg, big)
+    with open(big / "weights.bin", "wb") as f:
+        f.truncate(4 << 40)  # sparse: 4 TiB on paper, nothing on disk
+    with pytest.raises(DeviceError, match=r"out of disk space: the package needs \d+ MB in /data/local/tmp"):
+        run_remote_profile(_url(), big, RUNNER_ARGS, timeout=30)
+    assert list((adb / "data/local/tmp").iterdir()) == []

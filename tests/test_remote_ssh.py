@@ -216,3 +216,12 @@ def test_runner_error_comes_back_as_one_line(server, pkg):
     msg = str(e.value)
     assert msg.startswith("the runner on ssh://") and "longer than the model accepts" in msg
     assert msg.count("Fix:") == 1 and "\n" not in msg
+
+
+def test_package_larger_than_free_space_is_refused(server, pkg, tmp_path):
+    big = tmp_path / "big-pkg"
+    shutil.copytree(pkg, big)
+    with open(big / "weights.bin", "wb") as f:
+        f.truncate(4 << 40)  # sparse: 4 TiB on paper, nothing on disk
+    with pytest.raises(DeviceError, match=r"ssh://.* is out of disk space: the package needs \d+ MB in /tmp"):
+        _remote(server, big)
