@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from cahp_edge.errors import DeviceError
+from cahp_edge.remote_errors import classify, tail
 
 RUNTIME_DIR = Path(__file__).with_name("runtime")
 CLEANUP_TIMEOUT = 20.0
@@ -101,81 +102,6 @@ def parse_device(device: str) -> Device:
     )
 
 
-# --- error classification ---------------------------------------------------------------------------
-
-# (pattern in stderr/stdout, what, fix); first match wins, so specific patterns come first
-_PATTERNS: list[tuple[str, str, str]] = [
-    (
-        r"REMOTE HOST IDENTIFICATION HAS CHANGED",
-        "the host key of {dev} has CHANGED since it was recorded",
-        "if the device was reinstalled, remove the old key with `ssh-keygen -R HOST` (or edit the "
-        "known_hosts file) and verify the new one; otherwise someone may be intercepting the connection",
-    ),
-    (
-        r"No \S+ host key is known|Host key verification failed|host key for .* not known",
-        "the host key of {dev} is unknown",
-        "connect once interactively (`ssh USER@HOST`) and check the fingerprint, or pass a known_hosts file "
-        "that lists it",
-    ),
-    (
-        r"Permission denied \(|Too many authentication failures|Authentication failed",
-        "authentication to {dev} was refused",
-        "check the user name and install your public key on the device (ssh-copy-id), or pass the right "
-        "identity file",
-    ),
-    (
-        r"Could not resolve hostname|Name or service not known|Temporary failure in name resolution",
-        "cannot resolve the host name of {dev}",
-        "check the host name, or use the device's IP address",
-    ),
-    (
-        r"Connection refused|No route to host|Network is unreachable|Connection timed out|"
-        r"Connection closed by|Connection reset|timed out during banner exchange|"
-        r"port \d+: Operation timed out",
-        "{dev} is unreachable",
-        "check the device is on, on the network, and runs an SSH server on that port",
-    ),
-    (
-        r"device '.*' not found|no devices/emulators found|device offline|device unauthorized|"
-        r"device not found",
-        "{dev} is not connected",
-        "plug it in, enable USB debugging and accept the prompt; check `adb devices`",
-    ),
-    (
-        r"No space left on device|ENOSPC|Disk quota exceeded",
-        "{dev} is out of disk space",
-        "free space in the device's temporary folder (the package needs its size plus a few MB)",
-    ),
-    (
-        r"No module named '?(onnxruntime|numpy|tokenizers)'?|python module '(onnxruntime|numpy|tokenizers)' "
-        r"is not installed",
-        "python on {dev} lacks the module '{mod}'",
-        "install the runner's dependencies on the device: pip install onnxruntime numpy tokenizers",
-    ),
-    (
-        r"(python3?|\S*/python3?\S*): (command )?not found|python3?: No such file|can't execute|"
-        r"inaccessible or not found",
-        "python3 is not installed on {dev}",
-        "install Python 3 on the device (Termux: pkg install python) or pass ?python=/path/to/python3",
-    ),
-]
-
-
-def _classify(dev: Device, text: str) -> DeviceError | None:
-    for pat, what, fix in _PATTERNS:
-        m = re.search(pat, text)
-        if m:
-            mod = next((g for g in m.groups() if g), "") if m.groups() else ""
-            return DeviceError(what.format(dev=dev.label, mod=mod), _tail(text), fix)
-    return None
-
-
-def _tail(text: str, n: int = 200) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("@@@")]
-    last = lines[-1] if lines else "(no output)"
-    return last if len(last) <= n else last[: n - 3] + "..."
-
-
 # --- transports ---------------------------------------------------------------------------------
 
 
@@ -221,9 +147,9 @@ class _Transport:
     def _check(self, proc: subprocess.CompletedProcess, step: str) -> subprocess.CompletedProcess:
         if proc.returncode != 0:
             text = proc.stderr + "\n" + proc.stdout
-            raise _classify(self.dev, text) or DeviceError(
+            raise classify(self.dev.label, text) or DeviceError(
                 f"{self.dev.label}: {step} failed (exit {proc.returncode})",
-                _tail(text),
+                tail(text),
                 "run the same step by hand to see the full output",
             )
         return proc
@@ -335,15 +261,15 @@ def _parse(dev: Device, proc: subprocess.CompletedProcess, nonce: str) -> dict:
         err = doc.get("error") if isinstance(doc.get("error"), dict) else {"what": str(doc.get("error"))}
         msg = str(err.get("message") or err.get("what") or "")
         what = str(err.get("what") or "failed").rstrip(".")
-        raise _classify(dev, msg) or DeviceError(
+        raise classify(dev.label, msg) or DeviceError(
             f"the runner on {dev.label}: {what}", str(err.get("why", "")), str(err.get("fix", "")))
     if proc.returncode != 0 or not isinstance(doc, dict):
         text = proc.stderr + "\n" + proc.stdout
-        raise _classify(dev, text) or DeviceError(
+        raise classify(dev.label, text) or DeviceError(
             f"the runner on {dev.label} crashed (exit {proc.returncode})"
             if proc.returncode
             else f"the runner on {dev.label} printed no JSON",
-            _tail(text),
+            tail(text),
             "run `python3 -m cahp_edge.runtime profile PKG` on the device to see the full error",
         )
     if doc.get("nonce") != nonce:
