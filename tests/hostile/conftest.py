@@ -64,12 +64,29 @@ def assert_one_line_error(err: str, substr: str | list[str]) -> str:
     return line
 
 
+def _record(entry: dict) -> None:
+    """Append what a `fails` call saw to $CAHP_HOSTILE_RECORD (JSON lines) for docs/hostile.md."""
+    out = os.environ.get("CAHP_HOSTILE_RECORD")
+    if out:
+        import json
+
+        entry["test"] = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
 def fails(argv: list[str], capsys, substr: str | list[str], code: int | tuple[int, ...] = 1) -> str:
     """Run the CLI, assert exit ``code`` (or one of them) and one clean error line holding ``substr``."""
     r = run_cli(argv, capsys)
-    codes = (code,) if isinstance(code, int) else code
-    assert r.code in codes, f"exit {r.code} (wanted {code}); stderr:\n{r.err}"
-    return assert_one_line_error(r.err, substr)
+    entry = {"command": str(argv[0]), "code": r.code, "stderr": r.err.strip(), "clean": False}
+    try:
+        codes = (code,) if isinstance(code, int) else code
+        assert r.code in codes, f"exit {r.code} (wanted {code}); stderr:\n{r.err}"
+        line = assert_one_line_error(r.err, substr)
+        entry["clean"] = True
+        return line
+    finally:
+        _record(entry)
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -47,7 +47,7 @@ def test_plan_file_missing(ckpt, tmp_path, capsys):
 
 
 def test_pruned_model_given_as_dense(ckpt, tmp_path, capsys):
-    """Reshaping an already-pruned folder with a plan for the dense model: the plan no longer fits."""
+    """Reshaping an already-pruned folder again: refused (head indices would not stack)."""
     from conftest import run_cli
 
     plan = tmp_path / "plan.json"
@@ -57,7 +57,7 @@ def test_pruned_model_given_as_dense(ckpt, tmp_path, capsys):
     fails_clean(
         ["reshape", "--model", tmp_path / "pruned", "--plan", plan, "--out", tmp_path / "again"],
         capsys,
-        "does not fit this model",
+        "already cahp-pruned",
         tmp_path,
     )
 
