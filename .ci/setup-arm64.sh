@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 ARM_ROOT=${CAHP_ARM64_ROOT:-$REPO/.cahp-cache/arm64}  # .cahp-cache/ is gitignored
 PY=${PYTHON:-$(command -v python || command -v python3)}
-PYTHON=$PY bash scripts/setup-arm64-emulation.sh "$ARM_ROOT"
+# one retry for a mirror hiccup; a second failure fails CI loudly rather than skipping the ARM check
+PYTHON=$PY bash scripts/setup-arm64-emulation.sh "$ARM_ROOT" ||
+  { echo "setup-arm64: retrying once"; sleep 5; PYTHON=$PY bash scripts/setup-arm64-emulation.sh "$ARM_ROOT"; }
 
 # .ci/env is shared with other setup scripts: replace only our own line.
 ENVF="$REPO/.ci/env"

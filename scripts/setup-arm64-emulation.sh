@@ -96,6 +96,7 @@ if ! stamp_ok rootfs "$ROOTFS_PKGS" || [ ! -x "$ROOT/rootfs/usr/bin/python3.11" 
     n=$((n + 1))
   done
   rm -rf "$ROOT/rootfs" && mv "$ROOT/rootfs.new" "$ROOT/rootfs"
+  rm -f "$ROOT/.apt-rootfs-bookworm/cache/archives/"*.deb  # unpacked; the stamp keeps them from coming back
   log "unpacked $n arm64 packages into rootfs"
   stamp_set rootfs "$ROOTFS_PKGS"
 fi
