@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny.py
 
+from test_foundation_reshape import spread
 from tiny import TINY_CONFIGS, tiny_batch, tiny_model
 
 from cahp_edge.plan import HeadPlan
@@ -50,7 +51,7 @@ def main(work: Path) -> None:
     for family in sorted(TINY_CONFIGS):
         d = work / "from_here" / family
         d.mkdir(parents=True)
-        model = tiny_model(family, num_labels=3, seed=11)
+        model = spread(tiny_model(family, num_labels=3, seed=11))
         plan = plan_for(model)
         pruned = reshape(model, plan)
         save_pruned(pruned, plan, d / "pruned", source_hash=f"compat-{family}")
