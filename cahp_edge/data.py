@@ -41,6 +41,7 @@ PAIR_DEFAULTS = (
 )
 TEXT_DEFAULTS = ("sentence", "text", "sentence1", "review", "content")
 LABEL_DEFAULTS = ("label", "labels", "gold_label")
+DEMO_DATA = Path(__file__).parent / "demo_data"  # shipped sentiment_{train,dev}.tsv (negative/positive)
 MISSING = {"", "nan", "none", "null", "na", "n/a"}
 _GENERIC = re.compile(r"LABEL_(\d+)")
 _HUB = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.-]+)?$")
@@ -313,6 +314,7 @@ def make_splits(
 from cahp_edge.data_eval import encode, evaluate_accuracy, predict_logits  # noqa: E402
 
 __all__ = [
+    "DEMO_DATA",
     "DataError",
     "Splits",
     "TextDataset",
