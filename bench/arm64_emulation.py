@@ -81,28 +81,44 @@ def main() -> None:
     kw = dict(batch_size=a.batch, threads=1, pad_id=pad)
     fp32 = run_host(fp32_dir / "model.onnx", ex, labels, **kw)
     host = run_host(q_dir / "model.onnx", ex, labels, **kw)
+    import numpy as np
+
+    def vs_fp32(run) -> dict:  # how far each int8 run is from the fp32 model: which kernels round better
+        d = np.abs(run.logits.astype(np.float64) - fp32.logits)
+        return {"max_abs_logit_diff": float(d.max()), "mean_abs_logit_diff": float(d.mean()),
+                "argmax_agreement": float((run.predictions == fp32.predictions).mean())}
+
+    np.save(a.work / "logits-x86-fp32.npy", fp32.logits)
+    np.save(a.work / "logits-x86-int8.npy", host.logits)
     res = {"model": str(a.model), "data": str(a.data), "n": len(ex), "subset": a.limit,
            "mean_tokens": sum(map(len, enc.ids)) / len(ex), "recipe": a.target, "batch": a.batch,
            "onnxruntime": host.ort_version, "x86_fp32_accuracy": fp32.accuracy,
-           "x86_int8": host.to_dict(), "arm": []}
+           "x86_int8": host.to_dict(), "x86_int8_vs_fp32": vs_fp32(host), "arm": []}
     print(f"x86: fp32 {fp32.accuracy:.4f}, int8 {host.accuracy:.4f} ({host.wall_s:.1f} s)", flush=True)
     for cpu in a.cpus.split(","):
         arm = run_emulated(q_dir / "model.onnx", ex, labels, cpu=cpu, timeout=4 * 3600, **kw)
+        np.save(a.work / f"logits-{cpu}-int8.npy", arm.logits)
         c = compare(host, arm).to_dict()
         c.pop("host")
+        c["vs_fp32"] = vs_fp32(arm)
         res["arm"].append(c)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=2))
         print(f"{cpu}: accuracy {arm.accuracy:.4f}, max|dlogit| {c['max_abs_logit_diff']:.4f}, "
               f"flips {c['flips']}/{len(ex)}, emulated wall {arm.wall_s:.0f} s", flush=True)
     a.out.write_text(json.dumps(res, indent=2))
-    print("\n| run | accuracy | max abs logit diff vs x86 int8 | argmax flips | wall time (s) |")
+    print("\n| run | accuracy | vs x86 int8: max abs logit diff, argmax flips | vs fp32: max abs logit diff,"
+          " argmax agreement | wall time (s) |")
     print("|---|---|---|---|---|")
     print(f"| x86 fp32 | {fp32.accuracy:.4f} | | | {fp32.wall_s:.1f} |")
-    print(f"| x86 int8 | {host.accuracy:.4f} | 0 | 0 | {host.wall_s:.1f} |")
+    v = res["x86_int8_vs_fp32"]
+    print(f"| x86 int8 | {host.accuracy:.4f} | 0, 0 | {v['max_abs_logit_diff']:.3f}, "
+          f"{v['argmax_agreement']:.3f} | {host.wall_s:.1f} |")
     for c in res["arm"]:
-        print(f"| emulated {c['cpu']} int8 | {c['accuracy_arm']:.4f} | {c['max_abs_logit_diff']:.4f} | "
-              f"{c['flips']} | {c['arm']['wall_s']:.0f} (emulated, not device latency) |")
+        v = c["vs_fp32"]
+        print(f"| emulated {c['cpu']} int8 | {c['accuracy_arm']:.4f} | {c['max_abs_logit_diff']:.3f}, "
+              f"{c['flips']} | {v['max_abs_logit_diff']:.3f}, {v['argmax_agreement']:.3f} | "
+              f"{c['arm']['wall_s']:.0f} (emulated, not device latency) |")
     print(f"load average at the end: {os.getloadavg()}")
 
 
