@@ -70,7 +70,7 @@ def _record(entry: dict) -> None:
     if out:
         import json
 
-        entry["test"] = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        entry["test"] = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
         with open(out, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 

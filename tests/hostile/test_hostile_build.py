@@ -119,6 +119,14 @@ def test_out_not_writable(ckpt, tiny_data, tmp_path, capsys):
         ("[build]\ndegree = 3\n[other]\nx = 1\n", "outside [build]"),
         ("[benchmark]\nruns = 0\n", "benchmark.runs"),
     ],
+    ids=[
+        "unknown key",
+        "degree out of range",
+        "heads and keep_ratio",
+        "invalid TOML",
+        "keys outside [build]",
+        "zero benchmark runs",
+    ],
 )
 def test_bad_build_config(text, msg, ckpt, tiny_data, tmp_path, dist, capsys):
     cfg = tmp_path / "build.toml"

@@ -167,6 +167,7 @@ def test_pair_data_for_single_text_model(ckpt, tmp_path, capsys):
         (("--heads", "99"), "99"),
         (("--keep-ratio", "1.5"), "keep"),
     ],
+    ids=["degree 0", "degree 11", "more heads than the model", "keep ratio 1.5"],
 )
 def test_impossible_prune_options(opt, msg, ckpt, tiny_data, tmp_path, capsys):
     # a contradiction may be reported as usage (2) or runtime (1); anything else is not fine

@@ -229,6 +229,38 @@ def test_existing_output_is_kept(ckpt, tmp_path, capsys):
     assert snapshot(out) == before
 
 
-@pytest.mark.parametrize(("bad", "msg"), [("--seq-len=0", "--seq-len"), ("--frobnicate", "--frobnicate")])
+@pytest.mark.parametrize(
+    ("bad", "msg"),
+    [("--seq-len=0", "--seq-len"), ("--frobnicate", "--frobnicate")],
+    ids=["seq-len 0", "unknown option"],
+)
 def test_cli_usage_errors_exit_2(ckpt, tmp_path, capsys, bad, msg):
     fails_clean(["inspect", ckpt, bad], capsys, msg, tmp_path, code=2)
+
+
+def _real_cli(*argv) -> tuple[int, str]:
+    """The console script in a fresh process: library loggers and warnings write to the real stderr."""
+    import subprocess
+
+    from conftest import CLI, REPO
+
+    p = subprocess.run([str(CLI), *map(str, argv)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    return p.returncode, p.stderr
+
+
+def test_real_process_missing_weights_and_pickle_warning_stay_one_line(ckpt, tmp_path):
+    """transformers' load report and torch's pickle warnings must not leak around the error line."""
+    from conftest import assert_one_line_error
+    from safetensors.torch import load_file, save_file
+
+    w = ckpt / "model.safetensors"
+    sd = load_file(str(w))
+    save_file({k: v for k, v in sd.items() if ".layer.2." not in k}, str(w), metadata={"format": "pt"})
+    code, err = _real_cli("inspect", ckpt)
+    assert code == 1
+    assert_one_line_error(err, "lacks 16 encoder weight")
+    w.unlink()
+    (ckpt / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Plant(tmp_path / "PWNED")}))
+    code, err = _real_cli("inspect", ckpt, "--trust-pickle")
+    assert code == 1 and not (tmp_path / "PWNED").exists()
+    assert_one_line_error(err, "could not load the checkpoint")
