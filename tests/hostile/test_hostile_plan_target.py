@@ -122,7 +122,7 @@ TARGETS = {
         "must end with",
     ),
     "opset_too_old": (GOOD.replace("opset = 17", "opset = 7"), "key 'opset'"),
-    "not_utf8": (b'name = "\xff\xfe"\n', "cannot read target profile"),
+    "toml_not_utf8": (b'name = "\xff\xfe"\n', "cannot read target profile"),
 }
 
 
