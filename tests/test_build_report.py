@@ -1,0 +1,73 @@
+"""report.py on synthetic inputs: the knee plot with its fit, the heatmap, bars, and budget verdicts."""
+
+from __future__ import annotations
+
+import base64
+
+from cahp_edge import report
+from cahp_edge.targets import load_target
+
+PLAN = {
+    "num_heads": [4, 4, 4],
+    "kept": [[0, 1], [2], [0, 1, 3]],
+    "heads_per_layer": [2, 1, 3],
+    "method": "cahp",
+    "budget_source": "knee",
+    "k_star": 6,
+    "knee": {"k": 5, "degree": 3},
+    "curve": [{"heads": k, "accuracy": a} for k, a in [(12, 0.9), (9, 0.89), (6, 0.86), (4, 0.7), (2, 0.4)]],
+    "fitted_curve": [[k, 100 * (0.9 - 0.5 * (1 - k / 12) ** 3)] for k in range(2, 13)],
+}
+METRICS = {
+    n: {
+        "accuracy": a,
+        "latency_ms": {"p50": p, "p90": p * 1.2, "p99": p * 1.5},
+        "size_mb": s,
+        "peak_memory_mb": 200.0,
+    }
+    for n, a, p, s in [("dense", 0.9, 10.0, 90.0), ("pruned", 0.88, 8.0, 80.0), ("shipped", 0.87, 4.0, 22.0)]
+}
+VERDICT = {
+    "status": "fail",
+    "failed": ["accuracy_drop"],
+    "checks": [
+        {"budget": "accuracy_drop", "value": 0.03, "limit": 0.01, "status": "fail", "reason": "drops 0.03"},
+        {
+            "budget": "p90_latency_ms",
+            "value": 4.8,
+            "limit": 80,
+            "status": "skip",
+            "reason": "not device latency",
+        },
+    ],
+}
+
+
+def _ctx() -> report.ReportContext:
+    return report.ReportContext(
+        target=load_target("rpi5-arm64"),
+        plan=PLAN,
+        metrics=METRICS,
+        verdict=VERDICT,
+        splits={"eval": "all 120 rows of dev.tsv"},
+        manifest={"source": {"model": "ckpt", "checkpoint_sha256": "ab" * 32}},
+        stages={"prune": {"key": "k1", "seconds": 3.0, "cached": False}},
+    )
+
+
+def test_plots_are_pngs():
+    for png in (report.plot_knee(PLAN), report.plot_heatmap(PLAN), report.plot_bars(METRICS)):
+        assert base64.b64decode(png)[:4] == b"\x89PNG"
+    assert report.plot_knee({"curve": [{"heads": 3, "accuracy": 0.5}]}) is None  # one point: no curve
+
+
+def test_html_and_card_show_verdicts_and_numbers():
+    ctx = _ctx()
+    page = report.report_html(ctx)
+    assert page.count("data:image/png;base64,") == 3
+    assert "budgets: fail" in page and 'class="fail">FAIL' in page and "not checked" in page
+    assert "not device latency" in page and "all 120 rows of dev.tsv" in page
+    card = report.model_card(ctx)
+    assert "Heads: 12 -> 6 (per layer [2, 1, 3])" in card and "knee at k=5 (degree 3)" in card
+    assert "| pruned + quantized (shipped) | 0.8700 | 4.00 | 4.80 | 6.00 | 22.0 | 200 |" in card
+    assert "## Budgets: fail" in card
