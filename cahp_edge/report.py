@@ -86,7 +86,10 @@ def plot_knee(plan: dict) -> str | None:
         ax.plot(fk, fy, "-", color="#e07a1f", label=f"polynomial fit (degree {knee.get('degree', '?')})")
     k_star = plan.get("k_star", knee.get("k"))
     if k_star is not None:
-        ax.axvline(k_star, color="#1f9d55", ls="--", label=f"kept: k={k_star}")
+        k_fit = knee.get("k")
+        label = f"kept: k={k_star}" + (f" (knee of the fit at {k_fit}, next grid point)"
+                                       if k_fit is not None and k_fit != k_star else " (knee)")
+        ax.axvline(k_star, color="#1f9d55", ls="--", label=label)
     ax.set_xlabel("heads kept")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
