@@ -151,7 +151,9 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
     if (path / HEADS_FILE).is_file():
         from cahp_edge.reshape import load_pruned
 
-        return load_pruned(path, require_tokenizer=require_tokenizer)
+        lm = load_pruned(path, require_tokenizer=require_tokenizer)
+        check_vocab(lm.tokenizer, lm.model.config, path)
+        return lm
     check_weights(path, trust_pickle)
     archs = cfg.get("architectures") or []
     if require_classifier and not any("ForSequenceClassification" in a for a in archs):
@@ -178,7 +180,20 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
                          "re-copy or re-download the complete checkpoint")
     m.eval()
     tok = load_tokenizer(path, required=require_tokenizer)
+    check_vocab(tok, m.config, path)
     return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m))
+
+
+def check_vocab(tok, config, path: Path) -> None:
+    """A tokenizer from another model emits ids past the embedding table: an IndexError mid-run otherwise."""
+    size = getattr(config, "vocab_size", None)
+    if tok is None or not size:
+        return
+    top = max(tok.get_vocab().values(), default=-1)
+    if top >= size:
+        raise ModelError(f"the tokenizer in {path} does not belong to its model",
+                         f"it has token ids up to {top} but the model's vocabulary has {size} entries",
+                         "copy the tokenizer files of the checkpoint the weights came from")
 
 
 class _config_like:  # tiny view so adapters can be looked up before transformers parses
