@@ -88,8 +88,8 @@ def main() -> None:
         return {"max_abs_logit_diff": float(d.max()), "mean_abs_logit_diff": float(d.mean()),
                 "argmax_agreement": float((run.predictions == fp32.predictions).mean())}
 
-    np.save(a.work / "logits-x86-fp32.npy", fp32.logits)
-    np.save(a.work / "logits-x86-int8.npy", host.logits)
+    np.save(a.work / f"logits-x86-fp32-n{len(ex)}.npy", fp32.logits)
+    np.save(a.work / f"logits-x86-int8-n{len(ex)}.npy", host.logits)
     res = {"model": str(a.model), "data": str(a.data), "n": len(ex), "subset": a.limit,
            "mean_tokens": sum(map(len, enc.ids)) / len(ex), "recipe": a.target, "batch": a.batch,
            "onnxruntime": host.ort_version, "x86_fp32_accuracy": fp32.accuracy,
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"x86: fp32 {fp32.accuracy:.4f}, int8 {host.accuracy:.4f} ({host.wall_s:.1f} s)", flush=True)
     for cpu in a.cpus.split(","):
         arm = run_emulated(q_dir / "model.onnx", ex, labels, cpu=cpu, timeout=4 * 3600, **kw)
-        np.save(a.work / f"logits-{cpu}-int8.npy", arm.logits)
+        np.save(a.work / f"logits-{cpu}-int8-n{len(ex)}.npy", arm.logits)
         c = compare(host, arm).to_dict()
         c.pop("host")
         c["vs_fp32"] = vs_fp32(arm)
