@@ -27,69 +27,44 @@ def minilm_cls(minilm_path, tmp_path_factory) -> Path:
     return d
 
 
+def _run(main, args: list[str]) -> int:
+    try:
+        return main(args) or 0
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
 def test_prune_minilm_sst5_knee_and_budget(minilm_cls, shared_data, tmp_path):
     from transformers.utils import logging as hf_logging
 
     from cahp_edge.cli import main
 
     hf_logging.disable_progress_bar()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # a shared, loaded 2-core box: two threads mostly wait on each other
     train = shared_data / "sst5" / "train.txt"
+    small = [
+        "--data",
+        str(train),
+        "--calib-size",
+        "32",
+        "--select-size",
+        "48",
+        "--max-length",
+        "32",
+        "--quiet",
+    ]
     out = tmp_path / "plan"
-    with pytest.raises(SystemExit) as e:
-        main(
-            [
-                "prune",
-                "--model",
-                str(minilm_cls),
-                "--data",
-                str(train),
-                "--calib-size",
-                "64",
-                "--select-size",
-                "96",
-                "--max-length",
-                "48",
-                "--degree",
-                "3",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-    assert e.value.code in (0, None)
+    assert _run(main, ["prune", "--model", str(minilm_cls), *small, "--out", str(out)]) == 0
     plan = json.loads((out / "plan.json").read_text())
     assert plan["num_heads"] == [12] * 6 and plan["total_kept"] == plan["k_star"]
     assert plan["budget_source"] == "knee" and 4 <= plan["k_star"] <= 72
     assert plan["curve"][0]["heads"] == 72 and plan["curve"][-1]["heads"] == 4
-    assert plan["selector"]["calibration_rows"] > 64 * 5  # real tokens only, several per sentence
+    assert plan["selector"]["calibration_rows"] > 32 * 5  # real tokens only, several per sentence
     ds = plan["selector"]["distance_summary"]
     assert 0 < ds["min"] <= ds["mean"] <= ds["max"] <= 0.6932
     assert {"curve.png", "heads.png", "distance.png"} <= {p.name for p in out.iterdir()}
 
     out2 = tmp_path / "plan24"
-    with pytest.raises(SystemExit) as e:
-        main(
-            [
-                "prune",
-                "--model",
-                str(minilm_cls),
-                "--data",
-                str(train),
-                "--calib-size",
-                "64",
-                "--select-size",
-                "96",
-                "--max-length",
-                "48",
-                "--method",
-                "michel",
-                "--keep-ratio",
-                "0.33",
-                "--out",
-                str(out2),
-                "--quiet",
-            ]
-        )
-    assert e.value.code in (0, None)
+    args = ["prune", "--model", str(minilm_cls), *small, "--method", "oneshot", "--keep-ratio", "0.33"]
+    assert _run(main, [*args, "--out", str(out2)]) == 0
     assert json.loads((out2 / "plan.json").read_text())["total_kept"] == 24

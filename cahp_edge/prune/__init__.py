@@ -174,6 +174,9 @@ def select_heads(
     meta["selector"] = info
     t = info.get("timings", {})
     t["selection_s"] = sum(t.get(k, 0.0) for k in ("signatures_s", "salience_s", "clustering_s"))
+    t["selection_cpu_s"] = sum(
+        t.get(k, 0.0) for k in ("signatures_cpu_s", "salience_cpu_s", "clustering_cpu_s")
+    )
     t["total_s"] = time.perf_counter() - t_start
     meta["timings"] = t
     meta["versions"] = versions()

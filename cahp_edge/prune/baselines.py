@@ -31,11 +31,15 @@ class _Base:
         self.index = HeadIndex(adapter.heads_per_layer(model))
         self.info: dict = {"timings": {}}
 
-    def _time(self, key: str, t0: float) -> None:
-        self.info["timings"][key] = self.info["timings"].get(key, 0.0) + time.perf_counter() - t0
+    def _time(self, key: str, t0: tuple[float, float]) -> None:
+        """Add wall seconds under ``key`` and CPU seconds of this process under ``key_cpu``."""
+        t = self.info["timings"]
+        t[key] = t.get(key, 0.0) + time.perf_counter() - t0[0]
+        ck = key.replace("_s", "_cpu_s")
+        t[ck] = t.get(ck, 0.0) + time.process_time() - t0[1]
 
     def salience(self, mask: torch.Tensor | None = None, normalize: bool = True) -> np.ndarray:
-        t0 = time.perf_counter()
+        t0 = (time.perf_counter(), time.process_time())
         s = head_salience(self.model, self.adapter, self.data.calib, mask, normalize_layers=normalize)
         self._time("salience_s", t0)
         return self.index.flat(s).numpy().astype(np.float64)

