@@ -183,3 +183,21 @@ def test_adb_no_python_on_device(adb, onnx_pkg, tmp_path, capsys):
         "python3 is not installed",
         tmp_path / "pkg",
     )
+
+
+def test_package_tokenizer_of_another_model(onnx_pkg, tmp_path, capsys):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": 400 + i for i in range(115)} | {"[UNK]": 1, "[PAD]": 0}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(onnx_pkg / "tokenizer.json"))
+    fails_clean(_validate(onnx_pkg), capsys, ["inference failed", "tokenizer belong together"], tmp_path)
+
+
+def test_validate_data_with_foreign_labels(onnx_pkg, tmp_path, capsys):
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\nw1 w2\tmaybe\n")
+    fails_clean(
+        _validate(onnx_pkg, "--data", data), capsys, ["['maybe']", "not in the model's label set"], tmp_path
+    )

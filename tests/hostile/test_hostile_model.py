@@ -264,3 +264,15 @@ def test_real_process_missing_weights_and_pickle_warning_stay_one_line(ckpt, tmp
     code, err = _real_cli("inspect", ckpt, "--trust-pickle")
     assert code == 1 and not (tmp_path / "PWNED").exists()
     assert_one_line_error(err, "could not load the checkpoint")
+
+
+def test_tokenizer_of_another_model(ckpt, tiny_data, tmp_path, capsys):
+    """A tokenizer with a larger vocabulary: ids past the embedding table (was an IndexError traceback)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"t{i}": i for i in range(500)} | {"[UNK]": 500, "[PAD]": 501, "[CLS]": 502, "[SEP]": 503}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(ckpt / "tokenizer.json"))
+    args = ["prune", "--model", ckpt, "--data", tiny_data / "train.tsv", "--out", tmp_path / "plan"]
+    fails_clean(args, capsys, ["does not belong to its model", "120 entries"], tmp_path)
