@@ -292,7 +292,7 @@ def _from_hf(ds, source: str, split: str | None, **kw) -> TextDataset:
                 "evaluate on the validation split",
             )
         kw["label_names"] = list(feat.names)  # ClassLabel: ints are already ids into these names
-    return _from_columns(cols, source, split or "", **kw)
+    return _from_columns(cols, source, split or "train", **kw)
 
 
 def read_hf_dir(path: Path, split, **kw) -> TextDataset:

@@ -281,3 +281,25 @@ def test_demo_data_is_shipped_and_balanced():
     assert train.label_names == dev.label_names == ["negative", "positive"]
     assert len(train) >= 400 and len(dev) >= 100 and not set(train.texts) & set(dev.texts)
     assert min(train.label_counts().values()) > 0.45 * len(train)
+
+
+def test_hf_save_to_disk_folders(tmp_path):
+    datasets = pytest.importorskip("datasets", reason="optional `datasets` package not installed")
+    cl = datasets.ClassLabel(names=["neg", "pos"])
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"sentence": ["a good one", "bad"], "label": [1, 0]}
+            ).cast_column("label", cl),
+            "validation": datasets.Dataset.from_dict({"sentence": ["ok"], "label": [1]}).cast_column(
+                "label", cl
+            ),
+        }
+    )
+    dd.save_to_disk(str(tmp_path / "dd"))
+    dd["train"].save_to_disk(str(tmp_path / "one"))
+    ds = load_dataset(tmp_path / "dd")
+    assert ds.texts == ["a good one", "bad"] and ds.labels == [1, 0] and ds.label_names == ["neg", "pos"]
+    assert load_dataset(tmp_path / "dd", "dev").split == "validation"
+    assert load_dataset(tmp_path / "one").label_names == ["neg", "pos"]
+    assert "splits found: ['train', 'validation']" in err(load_dataset, tmp_path / "dd", "test")
