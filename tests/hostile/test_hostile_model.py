@@ -276,3 +276,37 @@ def test_tokenizer_of_another_model(ckpt, tiny_data, tmp_path, capsys):
     tok.save(str(ckpt / "tokenizer.json"))
     args = ["prune", "--model", ckpt, "--data", tiny_data / "train.tsv", "--out", tmp_path / "plan"]
     fails_clean(args, capsys, ["does not belong to its model", "120 entries"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("patch", "msg"),
+    [
+        ({"num_attention_heads": 0}, "ZeroDivisionError"),
+        ({"num_attention_heads": 5}, "not a multiple of the number of attention heads"),
+        ({"num_hidden_layers": "three"}, "num_hidden_layers"),
+        ({"vocab_size": -5}, "negative dimension"),
+    ],
+    ids=["zero heads", "heads do not divide hidden size", "layers as a string", "negative vocab size"],
+)
+def test_config_values_impossible(patch, msg, ckpt, tmp_path, capsys):
+    _set_config(ckpt, **patch)
+    fails_clean(["inspect", ckpt], capsys, ["could not load the checkpoint", msg], tmp_path)
+
+
+def test_output_below_a_file(ckpt, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"num_heads": [4, 4, 4], "kept": [[0], [1], [2]]}))
+    fails_clean(
+        ["reshape", "--model", ckpt, "--plan", plan, "--out", tmp_path / "afile" / "sub"],
+        capsys,
+        "could not write",
+        tmp_path,
+    )
+
+
+def test_hub_id_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fails_clean(
+        ["inspect", "someorg/no-such-model"], capsys, ["could not download model", "network"], tmp_path
+    )

@@ -184,3 +184,9 @@ def test_member_claiming_9_gib(tmp_path, capsys):
         tf.addfile(info)  # header only: no data follows
     arc.write_bytes(gzip.compress(buf.getvalue()))
     fails_clean(_verify(arc), capsys, "bomb.tar.gz is truncated or corrupt", tmp_path, code=1)
+
+
+def test_verify_folder_that_is_not_a_release(tmp_path, capsys):
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "model.onnx").write_bytes(b"x")
+    fails_clean(_verify(tmp_path / "stuff"), capsys, "has no SHA256SUMS", tmp_path)
