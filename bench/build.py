@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--calib-size", type=int, default=512)
     ap.add_argument("--select-size", type=int, default=1000)
     ap.add_argument("--recover-epochs", type=float, default=1.0)
+    ap.add_argument("--grid-points", type=int, default=None)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--eval-limit", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -75,6 +76,7 @@ def main() -> int:
     opts = make_options({"model": a.model, "data": a.data, "eval": a.eval, "targets": a.target or ["host"],
                          "out": a.out, "calib_size": a.calib_size, "select_size": a.select_size,
                          "recover_epochs": a.recover_epochs, "eval_limit": a.eval_limit,
+                         "grid_points": a.grid_points,
                          "benchmark": {"runs": a.runs}})
     t0 = time.perf_counter()
     res = build(opts, force=True, events=Record())

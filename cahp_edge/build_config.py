@@ -41,6 +41,7 @@ class BuildOptions(BaseModel):
     eval: str | None = None
     targets: list[str] = Field(default_factory=list)
     out: str = "dist"
+    name: str | None = None  # how reports name the model (default: the --model value)
     # data
     text_column: str | None = None
     text_pair_column: str | None = None

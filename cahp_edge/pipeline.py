@@ -446,7 +446,8 @@ def demo(
         )
         res.stages["finetune"] = ft
         ev.stage(ft, _line("finetune", ft, _finetune_line))
-        opts = opts.model_copy(update={"model": str(ft.path)})
+        name = "all-MiniLM-L6-v2 fine-tuned on the cahp-edge demo sentiment set"
+        opts = opts.model_copy(update={"model": str(ft.path), "name": opts.name or name})
         res = build_locked(opts, tlist, cache, force, ev, res)
         cache.prune_unused()
     res.seconds = time.perf_counter() - t0

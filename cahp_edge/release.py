@@ -197,6 +197,7 @@ def make_release(
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": {
             "model": opts.model,
+            "name": opts.name or opts.model,
             "checkpoint_sha256": src.checkpoint,
             "tokenizer_sha256": src.tokenizer,
         },

@@ -196,13 +196,21 @@ def _budget_rows(verdict: dict) -> list[list[str]]:
     ]
 
 
+def _knee_text(plan: dict, knee: dict) -> str:
+    if "k" not in knee:
+        return ", head count fixed by --heads / --keep-ratio"
+    kept = plan.get("k_star", knee["k"])
+    snap = f", kept {kept} (next sweep point)" if kept != knee["k"] else ""
+    return f", knee of the degree-{knee.get('degree')} fit at k={knee['k']}{snap}"
+
+
 def model_card(ctx: ReportContext) -> str:
     t, plan, m = ctx.target, ctx.plan, ctx.manifest
     knee = knee_info(plan)
     hp = plan.get("heads_per_layer") or [len(k) for k in plan.get("kept", [])]
     src = m.get("source", {})
     lines = [
-        f"# Model card: {src.get('model', 'model')} for {t.name}",
+        f"# Model card: {src.get('name') or src.get('model', 'model')} for {t.name}",
         "",
         f"A CAHP head-pruned, quantized sequence classifier built by cahp-edge {m.get('cahp_edge', '')} "
         f"for **{t.name}** ({t.description}).",
@@ -212,7 +220,7 @@ def model_card(ctx: ReportContext) -> str:
         f"- Source checkpoint sha256 `{src.get('checkpoint_sha256', '')[:16]}…`",
         f"- Heads: {sum(plan.get('num_heads', []))} -> {sum(hp)} (per layer {hp}); method "
         f"`{plan.get('method', '?')}`"
-        + (f", knee at k={knee['k']} (degree {knee.get('degree')})" if "k" in knee else ""),
+        + _knee_text(plan, knee),
         f"- Quantization: {t.quantization.mode} {t.quantization.format}, per-channel "
         f"{t.quantization.per_channel}, reduce-range {t.quantization.reduce_range} — {t.quantization.why}",
         "",
@@ -275,6 +283,11 @@ code{background:#f4f4f4;padding:0 .2em}
 .small{color:#666;font-size:.85em}td.text,th.text{text-align:left}td.text{color:#444}"""
 
 
+def _source_name(manifest: dict) -> str:
+    src = manifest.get("source", {})
+    return src.get("name") or src.get("model", "")
+
+
 def report_html(ctx: ReportContext) -> str:
     t, m = ctx.target, ctx.manifest
     status = ctx.verdict.get("status", "?")
@@ -292,7 +305,7 @@ def report_html(ctx: ReportContext) -> str:
         f"<h1>cahp-edge release for <code>{html.escape(t.name)}</code> "
         f"<span class='badge {badge}'>budgets: {html.escape(status)}</span></h1>",
         f"<p class='small'>{html.escape(t.description)} · source "
-        f"<code>{html.escape(str(m.get('source', {}).get('model', '')))}</code> · built "
+        f"<code>{html.escape(str(_source_name(m)))}</code> · built "
         f"{html.escape(str(m.get('built_at', '')))} · cahp-edge "
         f"{html.escape(str(m.get('cahp_edge', '')))}</p>",
         "<h2>Budgets</h2>",

@@ -68,6 +68,7 @@ def test_html_and_card_show_verdicts_and_numbers():
     assert "budgets: fail" in page and 'class="fail">FAIL' in page and "not checked" in page
     assert "not device latency" in page and "all 120 rows of dev.tsv" in page
     card = report.model_card(ctx)
-    assert "Heads: 12 -> 6 (per layer [2, 1, 3])" in card and "knee at k=5 (degree 3)" in card
+    assert "Heads: 12 -> 6 (per layer [2, 1, 3])" in card
+    assert "knee of the degree-3 fit at k=5, kept 6 (next sweep point)" in card
     assert "| pruned + quantized (shipped) | 0.8700 | 4.00 | 4.80 | 6.00 | 22.0 | 200 |" in card
     assert "## Budgets: fail" in card
