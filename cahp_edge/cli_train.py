@@ -1,7 +1,8 @@
 """`cahp-edge finetune` and `cahp-edge recover`: the two commands that train.
 
-Both run under ``accelerate launch`` too (multi-GPU, multi-node, or ``--num_processes 2 --cpu``);
-only the main process writes the output folder and prints.
+Both run under ``accelerate launch --multi_gpu`` (GPUs, multi-node) and under
+``torchrun --standalone --nproc_per_node N -m cahp_edge ... --cpu`` (CPU processes); only the main
+process writes the output folder and prints. See cahp_edge/train.py.
 """
 
 from __future__ import annotations

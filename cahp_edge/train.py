@@ -1,7 +1,13 @@
 """The one training loop behind `cahp-edge finetune` and `cahp-edge recover`.
 
-Built on HF Accelerate, so the same code runs on CPU, one GPU, or many processes started with
-``accelerate launch`` (each process gets a shard of every epoch's batches; gradients are averaged).
+Built on HF Accelerate, so the same code runs on CPU, one GPU, or many processes (each process gets
+a shard of every epoch's batches; gradients are averaged)::
+
+    accelerate launch --multi_gpu --num_processes 4 -m cahp_edge recover ...        # GPUs
+    torchrun --standalone --nproc_per_node 2 -m cahp_edge recover ... --cpu         # CPU processes (gloo)
+
+(``accelerate launch --cpu --num_processes N`` starts CPU processes only through mpirun and a hostfile;
+torchrun needs neither, and Accelerate picks up its environment.)
 Deterministic for a given seed and process count: the seed fixes the classifier init, dropout and
 the batch order.
 
