@@ -152,10 +152,12 @@ def test_pickle_refused_without_trust_pickle(ckpt, tmp_path, capsys):
     assert "arbitrary code" in line
     assert not marker.exists()
     # every command that loads a model refuses it, not only inspect
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps({"num_heads": [4, 4, 4], "kept": [[0], [1], [2]]}))
     fails_clean(
-        ["reshape", "--model", ckpt, "--plan", tmp_path / "p.json", "--out", tmp_path / "o"],
+        ["reshape", "--model", ckpt, "--plan", plan, "--out", tmp_path / "o"],
         capsys,
-        "plan file not found",
+        ["pickle", "--trust-pickle"],
         tmp_path,
     )
     assert not marker.exists()
