@@ -58,7 +58,8 @@ class BuildOptions(BaseModel):
     keep_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
     max_drop: float | None = Field(default=None, ge=0.0, lt=1.0)
     grid_points: int | None = Field(default=None, ge=3, le=200)  # sweep points (default: the prune stage's)
-    cluster: str | None = None  # clustering method of CAHP (default: the prune stage's)
+    clustering: Literal["spectral", "agglomerative"] | None = None  # CAHP graph clustering (default: prune's)
+    schedule: Literal["iterative", "oneshot"] | None = None  # CAHP schedule (default: prune's)
     # recover
     recover_epochs: float = Field(default=1.0, ge=0.0)
     distill: bool = False

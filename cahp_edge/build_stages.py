@@ -142,8 +142,10 @@ def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress |
         from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size),
     )
     kw = {"grid_points": opts.grid_points} if opts.grid_points else {}
-    if opts.cluster:
-        kw["clustering"] = opts.cluster
+    if opts.clustering:
+        kw["clustering"] = opts.clustering
+    if opts.schedule:
+        kw["schedule"] = opts.schedule
     po = PruneOptions(
         method=opts.method,
         degree=opts.degree,

@@ -137,6 +137,8 @@ def build(
     max_drop: Annotated[
         float | None, typer.Option(help="Max selection-accuracy drop (points) at the knee.")
     ] = None,
+    clustering: Annotated[str | None, typer.Option(help="CAHP clustering: spectral|agglomerative.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="CAHP schedule: iterative|oneshot.")] = None,
     grid_points: Annotated[int | None, typer.Option(help="Head counts tried by the sweep.")] = None,
     recover_epochs: Annotated[
         float | None, typer.Option(help="Recovery fine-tune epochs (0 = none).")
@@ -181,6 +183,8 @@ def build(
         "keep_ratio": keep_ratio,
         "max_drop": max_drop,
         "grid_points": grid_points,
+        "clustering": clustering,
+        "schedule": schedule,
         "recover_epochs": recover_epochs,
         "distill": distill,
         "calib_size": calib_size,

@@ -175,7 +175,7 @@ def build_locked(
     data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_opts}
     data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label), _data_line)
     prune_opts = opts.stage_options(
-        "method", "degree", "heads", "keep_ratio", "max_drop", "grid_points", "cluster"
+        "method", "degree", "heads", "keep_ratio", "max_drop", "grid_points", "clustering", "schedule"
     )
     prune = run(
         "prune",
