@@ -38,9 +38,16 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> Path:
 
 
 def write_ops_config(ort_models: list[Path], config_path: Path) -> Path:
+    import logging
+
     from onnxruntime.tools.ort_format_model.utils import create_config_from_models
 
-    create_config_from_models(list(ort_models), config_path, enable_type_reduction=False)
+    old = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the tool logs "Created config in ..." through the root logger
+    try:
+        create_config_from_models(list(ort_models), config_path, enable_type_reduction=False)
+    finally:
+        logging.disable(old)
     return config_path
 
 

@@ -153,6 +153,19 @@ def test_shipped_target_profile_drives_quantization(tmp_path_factory, tmp_path):
     assert res.agreement >= 0.98
 
 
+def test_every_shipped_target_quantizes(tmp_path_factory, tmp_path):
+    targets = pytest.importorskip("cahp_edge.targets")
+    src = exported(tmp_path_factory, "bert", optimized=True)
+    cal = random_examples(src, n=256)
+    for name in targets.list_targets():
+        t = targets.load_target(name)
+        res = quantize(src, t, tmp_path / name, calib=cal)
+        assert res.agreement >= 0.98, name
+        assert (res.ort_path is not None) == ("ort" in t.formats), name
+        if t.quantization.mode in ("dynamic", "static"):
+            assert res.quantized_matmuls >= 8, name
+
+
 def test_optimize_then_quantize_distilbert_unfused_path(tmp_path):
     # quantizing the plain export (no fusion) also works and counts the separate Q/K/V MatMuls
     model, _ = pruned_tiny("distilbert")
