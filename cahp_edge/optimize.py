@@ -27,6 +27,7 @@ from cahp_edge.export import (
     META_FILE,
     ONNX_FILE,
     PARITY_FILE,
+    TWO_GB,
     ParityReport,
     _first_line,
     compare,
@@ -75,6 +76,15 @@ def load_onnx(path: Path):
         raise ExportError(f"ONNX file {path} fails to load", _first_line(e),
                           "the file is truncated or corrupt; re-run `cahp-edge export`") from e
     return model
+
+
+def save_onnx(model, path: Path) -> None:
+    """One file below protobuf's 2 GB limit, weights in ``<name>.data`` beside it above."""
+    import onnx
+
+    big = sum(len(t.raw_data) for t in model.graph.initializer) > TWO_GB
+    onnx.save(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
+              location=Path(path).name + ".data")
 
 
 def constants(graph) -> dict[str, np.ndarray]:
@@ -181,7 +191,6 @@ def _quiet_ort_logs():
 
 def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
     """Fuse attention / LayerNorm / GELU per layer; keep the unfused graph (with a warning) if unsafe."""
-    import onnx
     from onnxruntime.transformers import optimizer
 
     src_dir = Path(getattr(src, "path", src))
@@ -199,7 +208,7 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
     patched = write_head_counts(model)
     with tempfile.TemporaryDirectory(prefix="cahp-opt-") as td:
         fixed = Path(td) / "fixed.onnx"
-        onnx.save(model, str(fixed))
+        save_onnx(model, fixed)
         try:
             with _quiet_ort_logs():
                 opt = optimizer.optimize_model(str(fixed), model_type=meta.get("ort_model_type", "bert"),
@@ -219,7 +228,7 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
             parity = None
             if not problems:
                 opt_path = Path(td) / "opt.onnx"
-                onnx.save(candidate, str(opt_path))
+                save_onnx(candidate, opt_path)
                 parity = compare(ref, ort_logits(session(opt_path), batches), atol, "optimize")
                 if not parity.ok:
                     problems.append(f"fused graph fails parity ({len(parity.mismatches)} mismatches, "
@@ -238,7 +247,7 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
             per_layer.append(next(it) if (fused and h > 0) else 0)
         ops = dict(Counter(nd.op_type for nd in candidate.graph.node))
         with atomic_dir(Path(out), overwrite=overwrite) as tmp:
-            onnx.save(candidate, str(tmp / ONNX_FILE))
+            save_onnx(candidate, tmp / ONNX_FILE)
             copy_side_files(src_dir, tmp)
             new_meta = dict(meta) | {"stage": "optimize", "fused": fused, "fused_heads": per_layer,
                                      "warnings": warnings, "parity": asdict(parity), "op_counts": ops}

@@ -136,6 +136,9 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
         n_q = quantized_matmul_count(qmodel)
         with atomic_dir(Path(out), overwrite=overwrite) as tmp:
             shutil.copy2(qpath, tmp / ONNX_FILE)
+            data = qpath.with_name(qpath.name + ".data")
+            if data.is_file():  # > 2 GB: the graph refers to its weights file by this name
+                shutil.copy2(data, tmp / data.name)
             copy_side_files(src, tmp)
             ort_path = None
             if "ort" in list(getattr(target, "formats", [])):

@@ -214,9 +214,11 @@ def _run(src: Path, dst: Path, recipe, exclude: list[str], cal: Examples | None,
         if mode == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
+            from cahp_edge.optimize import save_onnx
+
             m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, disable_shape_infer=True,
                                          node_block_list=list(exclude))
-            onnx.save(m, str(dst))
+            save_onnx(m, dst)
             return dst, []
         if mode == "dynamic":
             if recipe.format == "QDQ":

@@ -22,6 +22,7 @@ def quantize_dynamic_qdq(src: Path, dst: Path, recipe, exclude: list[str]) -> in
     import onnx
     from onnx import helper, numpy_helper
 
+    from cahp_edge.optimize import save_onnx
     from cahp_edge.quantize_ops import quantizable_nodes
 
     model = onnx.load(str(src))
@@ -67,5 +68,5 @@ def quantize_dynamic_qdq(src: Path, dst: Path, recipe, exclude: list[str]) -> in
     g.initializer.extend(keep)
     del g.node[:]
     g.node.extend(new_nodes)
-    onnx.save(model, str(dst))
+    save_onnx(model, dst)
     return count

@@ -82,3 +82,15 @@ def test_truncated_onnx_is_one_error(tmp_path_factory, tmp_path):
         optimize_onnx(src, tmp_path / "opt")
     assert not (tmp_path / "opt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".opt")]
+
+
+def test_external_data_beyond_protobuf_limit(tmp_path, monkeypatch):
+    import cahp_edge.export as ex
+
+    monkeypatch.setattr(ex, "TWO_GB", 0)  # pretend the model is over 2 GB
+    model, _ = pruned_tiny("roberta")
+    res = export_onnx(model, tmp_path / "e")
+    assert (tmp_path / "e" / "model.onnx.data").is_file()
+    assert res.parity.ok
+    g = onnx.load(str(res.onnx_path), load_external_data=False)
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in g.graph.initializer)
