@@ -39,16 +39,21 @@ def main() -> None:
     ap.add_argument("--recover-epochs", type=float, default=0.0)
     ap.add_argument("--recover-methods", default="cahp,michel")
     ap.add_argument("--out", default="/tmp/cahp-quality.json")
+    ap.add_argument("--methods", default=",".join(BASELINES), help="baselines to run (CAHP always runs)")
+    ap.add_argument("--k-star", type=int, default=None, help="skip CAHP and use this knee (split runs)")
+    ap.add_argument("--merge", nargs="*", default=None, help="merge result JSONs of split runs and report")
     a = ap.parse_args()
+    if a.merge:
+        print(report(merge([json.loads(Path(f).read_text()) for f in a.merge])))
+        return
     torch.set_num_threads(a.threads)
 
     from cahp_edge.data import align_labels, load_dataset, make_splits
     from cahp_edge.modeling import load_model
     from cahp_edge.prune import PruneOptions, make_selector
     from cahp_edge.prune.batches import from_dataset
-    from cahp_edge.prune.knee import find_knee
     from cahp_edge.prune.salience import masked_eval
-    from cahp_edge.prune.sweep import SelectionData, default_grid
+    from cahp_edge.prune.sweep import SelectionData
 
     lm = load_model(a.model, require_classifier=True)
     m, ad = lm.model, lm.adapter
@@ -74,7 +79,60 @@ def main() -> None:
     res["dense"] = {"select": masked_eval(m, ad, data.select)[0], "dev": masked_eval(m, ad, dev_b)[0]}
     print(f"dense: select {100 * res['dense']['select']:.1f} dev {100 * res['dense']['dev']:.1f}", flush=True)
 
-    # ---- CAHP: one descent covers the sweep grid and the fixed budgets -----------------------------
+    if a.k_star is None:
+        k_star, cmasks, t_cahp = run_cahp(a, m, ad, data, n, budgets, res)
+    else:
+        k_star, cmasks, t_cahp = a.k_star, None, 0.0
+    ks = sorted(set(budgets) | ({k_star} if k_star else set()), reverse=True)  # --k-star 0: budgets only
+    rows = []
+
+    def record(method: str, masks: dict, seconds: float, draw: int | None = None) -> None:
+        for k in ks:
+            mk = masks[k]
+            on_select = method in ("cahp", "michel")  # the other baselines: dev only (time)
+            rows.append(
+                {
+                    "method": method,
+                    "heads": k,
+                    "draw": draw,
+                    "seconds": seconds,
+                    "select": masked_eval(m, ad, data.select, mk)[0] if on_select else None,
+                    "dev": masked_eval(m, ad, dev_b, mk)[0],
+                    "per_layer": [int(x) for x in mk.sum(1)],
+                    "mask": mk.tolist(),
+                }
+            )
+        print(
+            f"{method}: "
+            + ", ".join(f"{r['heads']}:{100 * r['dev']:.1f}" for r in rows if r["method"] == method),
+            flush=True,
+        )
+
+    if cmasks is not None:
+        record("cahp", {k: cmasks[k] for k in ks}, t_cahp)
+    for method in [x for x in a.methods.split(",") if x]:
+        draws = range(a.random_draws) if method == "random" else [None]
+        for d in draws:
+            t0 = time.perf_counter()
+            sel = make_selector(m, ad, data, PruneOptions(method=method, seed=a.seed + (d or 0)))
+            masks = sel.masks(ks)
+            record(method, masks, time.perf_counter() - t0, d)
+    res["rows"] = rows
+    if a.recover_epochs > 0:
+        res["recovery"] = recover_rows(a, lm, rows, ks, k_star, sp, dev)
+    res["load_avg_end"] = os.getloadavg()
+    Path(a.out).write_text(json.dumps(res, indent=1, default=str))
+    if "cahp" in res:
+        print(report(res))
+
+
+def run_cahp(a, m, ad, data, n, budgets, res):
+    """One CAHP descent covers the sweep grid and the fixed budgets; knee on the selection split."""
+    from cahp_edge.prune import PruneOptions, make_selector
+    from cahp_edge.prune.knee import find_knee
+    from cahp_edge.prune.salience import masked_eval
+    from cahp_edge.prune.sweep import default_grid
+
     grid = sorted(set(default_grid(n, max(1, n // 16), 14)) | set(budgets), reverse=True)
     t0 = time.perf_counter()
     cahp = make_selector(m, ad, data, PruneOptions(method="cahp", clustering=a.clustering, seed=a.seed))
@@ -96,74 +154,54 @@ def main() -> None:
         },
     }
     print(f"cahp: knee {knee.k} -> k* {k_star}; selection {res['cahp']['selection_s']:.1f}s {tm}", flush=True)
-    ks = sorted(set(budgets) | {k_star}, reverse=True)
-    rows = []
-
-    def record(method: str, masks: dict, seconds: float, draw: int | None = None) -> None:
-        for k in ks:
-            mk = masks[k]
-            rows.append(
-                {
-                    "method": method,
-                    "heads": k,
-                    "draw": draw,
-                    "seconds": seconds,
-                    "select": masked_eval(m, ad, data.select, mk)[0],
-                    "dev": masked_eval(m, ad, dev_b, mk)[0],
-                    "per_layer": [int(x) for x in mk.sum(1)],
-                    "mask": mk.tolist(),
-                }
-            )
-
-    record("cahp", {k: cmasks[k] for k in ks}, t_cahp)
-    for method in BASELINES:
-        draws = range(a.random_draws) if method == "random" else [None]
-        for d in draws:
-            t0 = time.perf_counter()
-            sel = make_selector(m, ad, data, PruneOptions(method=method, seed=a.seed + (d or 0)))
-            masks = sel.masks(ks)
-            record(method, masks, time.perf_counter() - t0, d)
-        print(
-            f"{method}: "
-            + ", ".join(f"{r['heads']}:{100 * r['dev']:.1f}" for r in rows if r["method"] == method),
-            flush=True,
-        )
-    res["rows"] = rows
-    if a.recover_epochs > 0:
-        res["recovery"] = recover_rows(a, lm, rows, ks, k_star, sp, dev)
-    res["load_avg_end"] = os.getloadavg()
-    Path(a.out).write_text(json.dumps(res, indent=1, default=str))
-    print(report(res))
+    return k_star, cmasks, t_cahp
 
 
 def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
+    """One recovery fine-tune (train split, logit distillation from the dense model) per method at k*."""
     try:
-        from cahp_edge import recover
+        from cahp_edge.recover import recover
     except ImportError:
         print("cahp_edge.recover is not available: recovery skipped", flush=True)
         return []
-    from cahp_edge.data import evaluate_accuracy
+    from cahp_edge.data import evaluate_accuracy, load_dataset
     from cahp_edge.plan import HeadPlan
     from cahp_edge.reshape import reshape
 
+    train = load_dataset(a.train)
     out = []
     for method in a.recover_methods.split(","):
-        for k in sorted({k_star, *ks}, reverse=True):
-            r = next(
-                (r for r in rows if r["method"] == method and r["heads"] == k and r["draw"] in (None, 0)),
-                None,
-            )
-            if r is None:
-                continue
-            plan = HeadPlan.from_mask(r["mask"])
-            t0 = time.perf_counter()
-            pruned = reshape(lm.model, plan, lm.adapter)
-            model = recover.recover_model(pruned, lm.tokenizer, sp, epochs=a.recover_epochs, teacher=lm.model)
-            acc = evaluate_accuracy(model, lm.tokenizer, dev)
-            out.append(
-                {"method": method, "heads": k, "dev_recovered": acc, "seconds": time.perf_counter() - t0}
-            )
-            print(f"recovered {method}@{k}: dev {100 * acc:.1f}", flush=True)
+        r = next(
+            (r for r in rows if r["method"] == method and r["heads"] == k_star and r["draw"] in (None, 0)),
+            None,
+        )
+        if r is None:
+            continue
+        t0 = time.perf_counter()
+        pruned = reshape(lm.model, HeadPlan.from_mask(r["mask"]), lm.adapter)
+        model, _res = recover(
+            pruned, lm.tokenizer, train, epochs=a.recover_epochs, distill_from=lm.model, seed=a.seed
+        )
+        acc = evaluate_accuracy(model, lm.tokenizer, dev)
+        out.append(
+            {
+                "method": method,
+                "heads": k_star,
+                "dev_recovered": acc,
+                "seconds": time.perf_counter() - t0,
+                "epochs": a.recover_epochs,
+            }
+        )
+        print(f"recovered {method}@{k_star}: dev {100 * acc:.1f}", flush=True)
+    return out
+
+
+def merge(parts: list[dict]) -> dict:
+    base = next(p for p in parts if "cahp" in p)
+    out = dict(base)
+    out["rows"] = [r for p in parts for r in p["rows"]]
+    out["recovery"] = [r for p in parts for r in p.get("recovery") or []]
+    out["load_avg_end"] = max((p.get("load_avg_end") for p in parts), key=lambda v: v[0])
     return out
 
 
@@ -177,7 +215,7 @@ def report(res: dict) -> str:
     methods = ["cahp", *BASELINES]
 
     def cell(method: str, k: int, key: str) -> str:
-        v = [r[key] for r in res["rows"] if r["method"] == method and r["heads"] == k]
+        v = [r[key] for r in res["rows"] if r["method"] == method and r["heads"] == k and r[key] is not None]
         if not v:
             return "-"
         s = f"{100 * np.mean(v):.1f}"
@@ -196,7 +234,9 @@ def report(res: dict) -> str:
     ]
     lines += [f"| {mt} | " + " | ".join(cell(mt, k, "dev") for k in ks) + " |" for mt in methods]
     lines += ["", "Selection-split accuracy (%) (train subset; what the knee sees):", "", head, sep]
-    lines += [f"| {mt} | " + " | ".join(cell(mt, k, "select") for k in ks) + " |" for mt in methods]
+    lines += [
+        f"| {mt} | " + " | ".join(cell(mt, k, "select") for k in ks) + " |" for mt in ("cahp", "michel")
+    ]
     lines += ["", "Heads kept per layer (layer 1..L):", ""]
     for k in ks:
         for mt in ("cahp", "michel"):

@@ -79,6 +79,9 @@ def prune(
     schedule: Annotated[
         str, typer.Option(help="CAHP schedule: iterative (re-scored rounds) | oneshot.")
     ] = "iterative",
+    salience_weight: Annotated[
+        float, typer.Option(min=0.0, help="CAHP: gamma of the salience-aware graph (0 = plain JSD graph).")
+    ] = 1.0,
     calib_size: Annotated[int, typer.Option(help="Calibration examples (signatures, salience).")] = 512,
     select_size: Annotated[
         int, typer.Option(help="Selection examples (accuracy sweep for the knee).")
@@ -111,6 +114,7 @@ def prune(
         method=method,
         clustering=clustering,
         schedule=schedule,
+        salience_weight=salience_weight,
         degree=degree,
         max_drop=max_drop,
         heads=heads,

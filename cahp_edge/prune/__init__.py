@@ -32,6 +32,7 @@ class PruneOptions:
     method: str = "cahp"
     clustering: str = "spectral"
     schedule: str = "iterative"  # cahp only: iterative | oneshot
+    salience_weight: float = 1.0  # cahp only: gamma of the salience-aware graph (0 = plain JSD graph)
     degree: int = 3
     max_drop: float | None = None  # accuracy points (0..100) below the dense model, on the selection split
     heads: int | None = None
@@ -86,7 +87,8 @@ def make_selector(model: nn.Module, adapter: Adapter, data: SelectionData, o: Pr
     if o.method == "cahp":
         from cahp_edge.prune.cahp import CAHP
 
-        return CAHP(model, adapter, data, o.seed, clustering=o.clustering, schedule=o.schedule)
+        return CAHP(model, adapter, data, o.seed, clustering=o.clustering, schedule=o.schedule,
+                    salience_weight=o.salience_weight)
     from cahp_edge.prune.baselines import BASELINES
 
     return BASELINES[o.method](model, adapter, data, o.seed)
