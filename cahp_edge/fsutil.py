@@ -94,6 +94,10 @@ def atomic_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        # mkdtemp makes 0700; a finished output should get the usual mode (0777 less the umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
     except OSError as e:
         raise _disk_error(out, e) from e
     try:
