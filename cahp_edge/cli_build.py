@@ -216,7 +216,7 @@ def demo(
     quiet: _Quiet = False,
 ) -> None:
     """Offline demo: fine-tune the packaged all-MiniLM-L6-v2 on shipped sentiment set; build for this host."""
-    from cahp_edge.pipeline import demo as run
+    from cahp_edge.demo import demo as run
 
     render = _Render(quiet)
     with _interruptible(render):
