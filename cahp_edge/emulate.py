@@ -13,7 +13,7 @@ QEMU's default ``max`` enables SME, ORT then picks other GEMM kernels than any P
 qemu 7.2 they gave wrong int8 results).
 
 Examples are tokenized on the host (tokenization does not depend on the CPU), sorted by length and
-padded per batch, so the slow emulated run does no work on padding it does not need.
+padded per batch (as the runner batches), so the slow emulated run does no work on padding it does not need.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ ENV_ROOT = "CAHP_ARM64_ROOT"
 SETUP_SCRIPT = "scripts/setup-arm64-emulation.sh"
 WORKER = Path(__file__).with_name("emulate_worker.py")
 EMULATED_TIME_NOTE = "wall time under QEMU emulation on this host; not a device latency"
+# Same as the runner's --eval-batch-size default. It matters for int8: dynamic quantization takes one
+# activation scale per tensor, i.e. per batch, so logits depend on which sentences share a batch
+# (measured on MiniLM SST-5: up to 0.4 in a logit between batchings of the same x86 run).
+EVAL_BATCH_SIZE = 16
 
 Example = Mapping[str, Sequence[int]]  # one tokenized example: input_ids, attention_mask[, token_type_ids]
 
@@ -247,7 +251,7 @@ def run_emulated(
     examples: Sequence[Example],
     labels: Sequence[int] | None = None,
     cpu: str = "cortex-a72",
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     threads: int = 1,
     opt_level: str = "all",
     pad_id: int = 0,
@@ -293,7 +297,7 @@ def run_host(
     model_onnx: str | Path,
     examples: Sequence[Example],
     labels: Sequence[int] | None = None,
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     threads: int = 1,
     opt_level: str = "all",
     pad_id: int = 0,
@@ -384,7 +388,7 @@ def compare_with_host(
     examples: Sequence[Example],
     labels: Sequence[int] | None = None,
     cpu: str = "cortex-a72",
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     threads: int = 1,
     opt_level: str = "all",
     pad_id: int = 0,
