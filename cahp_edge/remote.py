@@ -341,7 +341,12 @@ def run_remote_profile(
                               f"{free_kb / 1024:.0f} MB are free",
                               "free space on the device (or set TMPDIR there to a larger disk)")
         with tempfile.TemporaryDirectory(prefix="cahp-stage-") as tmp:
-            t.push(_stage(package_dir, Path(tmp)), remote, left())
+            try:
+                staged = _stage(package_dir, Path(tmp))
+            except OSError as e:
+                raise DeviceError("could not stage the package on this machine", str(e),
+                                  "free space in the local temporary folder (or set TMPDIR)") from e
+            t.push(staged, remote, left())
         q = shlex.quote
         cmd = (
             f"cd {q(remote)} && PYTHONPATH={q(remote + '/lib')} PYTHONDONTWRITEBYTECODE=1 "
