@@ -89,17 +89,17 @@ def test_csv_columns_and_quoting(tmp_path):
 
 
 def test_jsonl_and_parquet(tmp_path):
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows = [{"text": "a", "label": 1.0}, {"text": "b", "label": 0.0}]
     ds = load_dataset(write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n"))
     assert ds.label_names == ["0", "1"] and ds.labels == [1, 0]
-    pd.DataFrame({"premise": ["p1", "p2"], "hypothesis": ["h1", "h2"], "label": [0, 2]}).to_parquet(
-        tmp_path / "d.parquet"
-    )
+    pq.write_table(pa.table({"premise": ["p1", "p2"], "hypothesis": ["h1", "h2"], "label": [0, 2]}),
+                   tmp_path / "d.parquet")
     ds = load_dataset(tmp_path / "d.parquet")
     assert ds.is_pair and ds.pairs == ["h1", "h2"] and ds.label_names == ["0", "2"]
-    pd.DataFrame({"text": ["x", "y"], "label": [1.0, float("nan")]}).to_parquet(tmp_path / "n.parquet")
+    pq.write_table(pa.table({"text": ["x", "y"], "label": [1.0, float("nan")]}), tmp_path / "n.parquet")
     assert "missing label" in err(load_dataset, tmp_path / "n.parquet")
 
 
