@@ -240,7 +240,9 @@ def report(res: dict) -> str:
     lines += ["", "Heads kept per layer (layer 1..L):", ""]
     for k in ks:
         for mt in ("cahp", "michel"):
-            r = next(r for r in res["rows"] if r["method"] == mt and r["heads"] == k)
+            r = next((r for r in res["rows"] if r["method"] == mt and r["heads"] == k), None)
+            if r is None:
+                continue
             lines.append(f"- {mt} @ {k}: {r['per_layer']}")
     c = res["cahp"]
     lines += [
