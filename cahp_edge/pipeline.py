@@ -200,8 +200,10 @@ def build_locked(
             lambda a: st.recover(a, shape.path, src.model_dir, opts, src.id2label, ev.progress),
             _recover_line,
         )
-    fp32: dict[int, StageRecord] = {}
+    fp32: dict[int, StageRecord] = {}  # fused (optimized) graphs
+    plain: dict[int, StageRecord] = {}  # plain exports, for targets with optimize = false
     dense: dict[int, StageRecord] = {}
+    dense_plain: dict[int, StageRecord] = {}
     for opset in sorted({t.opset for t in targets}):
         exp = run(
             f"export:{opset}",
@@ -209,6 +211,7 @@ def build_locked(
             lambda a, o=opset: st.export(a, model.path, o, opts),
             _export_line,
         )
+        plain[opset] = exp
         fp32[opset] = run(
             f"optimize:{opset}",
             {"onnx": exp.tree},
@@ -222,6 +225,7 @@ def build_locked(
                 lambda a, o=opset: st.export(a, src.model_dir, o, opts),
                 _export_line,
             )
+            dense_plain[opset] = dexp
             dense[opset] = run(
                 f"optimize-dense:{opset}",
                 {"onnx": dexp.tree},
@@ -230,15 +234,17 @@ def build_locked(
             )
     for t in targets:
         tk = _target_key(t)
+        # the profile decides whether its graph is the fused one (data, not a branch on the target)
+        base_onnx = fp32[t.opset] if t.optimize else plain[t.opset]
         q = run(
             f"quantize:{t.name}",
-            {"onnx": fp32[t.opset].tree, "target": tk, **data_in, "calib_size": opts.quant_calib_size},
-            lambda a, t=t: st.quantize(a, fp32[t.opset].path, t, opts, src.id2label, ev.progress),
+            {"onnx": base_onnx.tree, "target": tk, **data_in, "calib_size": opts.quant_calib_size},
+            lambda a, t=t, b=base_onnx: st.quantize(a, b.path, t, opts, src.id2label, ev.progress),
             _quantize_line,
         )
-        models = {"shipped": q, "pruned": fp32[t.opset]}
+        models = {"shipped": q, "pruned": base_onnx}
         if t.opset in dense:
-            models = {"dense": dense[t.opset], **models}
+            models = {"dense": dense[t.opset] if t.optimize else dense_plain[t.opset], **models}
         val = run(
             f"validate:{t.name}",
             {
