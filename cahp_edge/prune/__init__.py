@@ -87,8 +87,15 @@ def make_selector(model: nn.Module, adapter: Adapter, data: SelectionData, o: Pr
     if o.method == "cahp":
         from cahp_edge.prune.cahp import CAHP
 
-        return CAHP(model, adapter, data, o.seed, clustering=o.clustering, schedule=o.schedule,
-                    salience_weight=o.salience_weight)
+        return CAHP(
+            model,
+            adapter,
+            data,
+            o.seed,
+            clustering=o.clustering,
+            schedule=o.schedule,
+            salience_weight=o.salience_weight,
+        )
     from cahp_edge.prune.baselines import BASELINES
 
     return BASELINES[o.method](model, adapter, data, o.seed)
