@@ -9,8 +9,9 @@ the mean of JSD_r over every real query row of every calibration example. We kee
 (squared-metric) JSD as *the* distance and take its square root only where a metric is needed
 (:func:`metric`): see docs/cahp.md.
 
-Memory stays bounded: a batch's rows are processed in blocks of rows and of head pairs, and only the
-(N, N) sums are kept, never per-example maps for all heads.
+Memory stays bounded: a batch's rows are processed in blocks of query rows (all head pairs of a
+block at once, at most BLOCK_ELEMS mixture elements), and only the (N, N) sums are kept, never
+per-example maps for all heads.
 """
 
 from __future__ import annotations
