@@ -139,7 +139,12 @@ def _kill_once(root: Path, sig: int, after_stages: int, delay: float, capsys, pr
         if p.poll() is None:
             p.kill()
     t.join(timeout=10)
-    return {"code": p.returncode, "err": "".join(lines), "finished": finished_first, "lock": lock_line}
+    # The signal can land after the last release was renamed into place (the SIGTERM handler is
+    # restored once the pipeline returns): the build then dies by the signal with its work complete.
+    # That is not an interruption to check, so treat it like a build that beat the signal.
+    done = any(ln.startswith(("package ", "build: ")) for ln in lines)
+    finished = finished_first or done
+    return {"code": p.returncode, "err": "".join(lines), "finished": finished, "lock": lock_line}
 
 
 def test_random_point_interrupts_keep_previous_release_and_resume(ws, capsys, monkeypatch):
@@ -147,8 +152,9 @@ def test_random_point_interrupts_keep_previous_release_and_resume(ws, capsys, mo
     previous = _release_state(ws)
     assert previous, "fixture wrote no previous release"
     plan = [
-        (signal.SIGTERM, rng.randint(1, 3), rng.uniform(0.0, 2.0)),
-        (signal.SIGINT, rng.randint(2, 5), rng.uniform(0.0, 2.0)),
+        # short delays: on a quiet machine the tiny build's later stages take well under a second
+        (signal.SIGTERM, rng.randint(1, 3), rng.uniform(0.0, 0.3)),
+        (signal.SIGINT, rng.randint(2, 5), rng.uniform(0.0, 0.3)),
     ]
     entries: set[str] = set()
     killed = 0
