@@ -200,42 +200,34 @@ def build_locked(
             lambda a: st.recover(a, shape.path, src.model_dir, opts, src.id2label, ev.progress),
             _recover_line,
         )
-    fp32: dict[int, StageRecord] = {}  # fused (optimized) graphs
-    plain: dict[int, StageRecord] = {}  # plain exports, for targets with optimize = false
-    dense: dict[int, StageRecord] = {}
-    dense_plain: dict[int, StageRecord] = {}
-    for opset in sorted({t.opset for t in targets}):
+
+    def onnx_graphs(suffix: str, inputs: dict, model_dir: Path, opset: int) -> tuple[StageRecord, ...]:
+        """(plain export, fused graph) of one model at one opset."""
         exp = run(
-            f"export:{opset}",
-            {"model": model.tree, "opset": opset},
-            lambda a, o=opset: st.export(a, model.path, o, opts),
+            f"export{suffix}:{opset}",
+            inputs,
+            lambda a: st.export(a, model_dir, opset, opts),
             _export_line,
         )
-        plain[opset] = exp
-        fp32[opset] = run(
-            f"optimize:{opset}",
+        fused = run(
+            f"optimize{suffix}:{opset}",
             {"onnx": exp.tree},
-            lambda a, e=exp: st.optimize(a, e.path, opts),
+            lambda a: st.optimize(a, exp.path, opts),
             _optimize_line,
         )
+        return exp, fused
+
+    pruned: dict[int, tuple[StageRecord, StageRecord]] = {}
+    dense: dict[int, tuple[StageRecord, StageRecord]] = {}
+    for opset in sorted({t.opset for t in targets}):
+        pruned[opset] = onnx_graphs("", {"model": model.tree, "opset": opset}, model.path, opset)
         if opts.compare_dense:
-            dexp = run(
-                f"export-dense:{opset}",
-                {**base, "opset": opset},
-                lambda a, o=opset: st.export(a, src.model_dir, o, opts),
-                _export_line,
-            )
-            dense_plain[opset] = dexp
-            dense[opset] = run(
-                f"optimize-dense:{opset}",
-                {"onnx": dexp.tree},
-                lambda a, e=dexp: st.optimize(a, e.path, opts),
-                _optimize_line,
-            )
+            dense[opset] = onnx_graphs("-dense", {**base, "opset": opset}, src.model_dir, opset)
     for t in targets:
         tk = _target_key(t)
         # the profile decides whether its graph is the fused one (data, not a branch on the target)
-        base_onnx = fp32[t.opset] if t.optimize else plain[t.opset]
+        pick = 1 if t.optimize else 0
+        base_onnx = pruned[t.opset][pick]
         q = run(
             f"quantize:{t.name}",
             {"onnx": base_onnx.tree, "target": tk, **data_in, "calib_size": opts.quant_calib_size},
@@ -244,7 +236,7 @@ def build_locked(
         )
         models = {"shipped": q, "pruned": base_onnx}
         if t.opset in dense:
-            models = {"dense": dense[t.opset] if t.optimize else dense_plain[t.opset], **models}
+            models = {"dense": dense[t.opset][pick], **models}
         val = run(
             f"validate:{t.name}",
             {
