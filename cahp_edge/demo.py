@@ -11,14 +11,13 @@ from pathlib import Path
 
 from cahp_edge import build_stages as st
 from cahp_edge.build_config import BuildOptions
-from cahp_edge.cache import BuildCache, build_lock
 from cahp_edge.pipeline import (
     BuildResult,
     Events,
-    _clean_release_partials,
     _input_hash,
     _line,
     build_locked,
+    build_workspace,
     resolve_targets,
 )
 
@@ -81,10 +80,7 @@ def demo(
         }
     )
     tlist = resolve_targets(opts.targets)
-    with build_lock(Path(out)):
-        cache = BuildCache(Path(out))
-        cache.clean_partials()
-        _clean_release_partials(Path(out))
+    with build_workspace(Path(out)) as cache:
         res = BuildResult(Path(out))
         from cahp_edge.modeling import checkpoint_hash
 

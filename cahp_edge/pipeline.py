@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,14 +129,30 @@ def build(opts: BuildOptions, force: bool = False, events: Events | None = None)
     targets = resolve_targets(opts.targets)
     src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
     out = Path(opts.out)
-    with build_lock(out):
-        cache = BuildCache(out)
-        cache.clean_partials()
-        _clean_release_partials(out)
+    with build_workspace(out) as cache:
         res = build_locked(opts, targets, cache, force, events or Events(), src=src)
         cache.prune_unused()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+@contextlib.contextmanager
+def build_workspace(out: Path) -> Iterator[BuildCache]:
+    """Lock OUT and yield its cache; temporaries are swept on entry and again on any failure.
+
+    The stages clean their own temporaries, but a signal can land between a ``mkdtemp`` and the
+    ``try`` that owns it; sweeping under the lock on the way out closes that window.
+    """
+    with build_lock(out):
+        cache = BuildCache(out)
+        cache.clean_partials()
+        _clean_release_partials(out)
+        try:
+            yield cache
+        except BaseException:
+            cache.clean_partials()
+            _clean_release_partials(out)
+            raise
 
 
 def build_locked(

@@ -108,3 +108,18 @@ def test_unwritable_out_is_clear(tmp_path):
     f.write_text("x")
     with pytest.raises(OutputError, match="cannot write to output folder"), build_lock(f / "sub"):
         pass
+
+
+def test_workspace_sweeps_temporaries_a_signal_orphaned(tmp_path):
+    # a signal between mkdtemp and the try that owns it orphans the folder; the workspace sweeps it
+    import tempfile
+
+    from cahp_edge.pipeline import build_workspace
+
+    with pytest.raises(KeyboardInterrupt), build_workspace(tmp_path) as cache:
+        cache.root.mkdir(parents=True, exist_ok=True)
+        tempfile.mkdtemp(prefix=".optimize-abc.", suffix=".partial", dir=cache.root)
+        tempfile.mkdtemp(prefix=".host.", suffix=".partial", dir=tmp_path)
+        raise KeyboardInterrupt
+    left = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
+    assert left == []
