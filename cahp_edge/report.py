@@ -241,6 +241,7 @@ def model_card(ctx: ReportContext) -> str:
         "Latency here is from the build host. Measure on the device with "
         "`python -m cahp_edge.runtime profile . --json` (see README).",
         "",
+        *_session_lines(t),
         "## Limitations",
         "",
         "- Accuracy is measured on the evaluation split named above only.",
@@ -248,6 +249,21 @@ def model_card(ctx: ReportContext) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _session_lines(t) -> list[str]:
+    """How to open the model with the session settings the numbers above were measured with."""
+    threads = f"so.intra_op_num_threads = {t.threads}\n" if t.threads else ""
+    disabled = getattr(t, "disabled_optimizers", None) or []
+    kw = f", disabled_optimizers={disabled!r}" if disabled else ""
+    lines = ["## Running it", "", "```python", "import onnxruntime as ort", "",
+             f"so = ort.SessionOptions()\n{threads}sess = ort.InferenceSession("
+             f"\"model.onnx\", so, providers={list(t.execution_providers)!r}{kw})",
+             "```", ""]
+    if disabled:
+        lines += [f"`disabled_optimizers` turns off ONNX Runtime rewrites that measured slower for this "
+                  f"target ({', '.join(disabled)}); without it the outputs are the same, only slower.", ""]
+    return lines
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:

@@ -17,7 +17,7 @@ import platform
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -103,6 +103,9 @@ class Target(_Strict):
     threads: int = Field(ge=0, le=256)  # 0 = ORT default (physical cores)
     opset: int = Field(ge=11, le=25)
     optimize: bool
+    # ONNX Runtime graph rewrites to turn off in the session (names as ORT spells them), for rewrites
+    # measured to slow this target down; the runner, validate and the model card apply/say them
+    disabled_optimizers: list[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]*$")]] = []
     formats: list[Literal["onnx", "ort"]] = Field(min_length=1)
     quantization: QuantRecipe
     benchmark: Benchmark

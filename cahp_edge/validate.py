@@ -183,7 +183,8 @@ def runner_args(target: Target, nonce: str, runs: int | None = None, warmup: int
                 batch: int | None = None) -> list[str]:
     b = target.benchmark
     return ["--json", "--nonce", nonce, "--threads", str(target.threads if threads is None else threads),
-            "--providers", ",".join(target.execution_providers), "--batch", str(batch or b.batch),
+            "--providers", ",".join(target.execution_providers),
+            "--disabled-optimizers", ",".join(target.disabled_optimizers), "--batch", str(batch or b.batch),
             "--seq-len", str(seq_len or b.seq_len), "--warmup", str(b.warmup if warmup is None else warmup),
             "--runs", str(b.runs if runs is None else runs), *(["--limit", str(limit)] if limit else [])]
 

@@ -199,3 +199,26 @@ def test_device_without_a_dependency(pkg, missing):
     err = json.loads(p.stdout)["error"]
     assert err["kind"] == "runtime" and f"python module '{missing}' is not installed" in err["message"]
     assert "pip install onnxruntime numpy tokenizers" in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_disabled_optimizers_reach_the_session(pkg, tmp_path):
+    # the observable effect: ORT folds the attention's Transpose/scale into FusedMatMul; turning
+    # those rewrites off (from the command line, or from the target.json a release carries) leaves
+    # plain MatMuls. The shipped x86 profiles use the same path for SkipLayerNormFusion (int8 graphs)
+    off_names = ["MatmulTransposeFusion", "MatMulScaleFusion"]
+
+    def ops(path, *extra):
+        r = profile_json(str(path), "--runs", "2", "--warmup", "0", "--seq-len", "16", "--limit", "4", *extra)
+        return r["runtime"]["disabled_optimizers"], {o["op"] for o in r["operators"]["top"]}
+
+    names, on = ops(pkg, "--disabled-optimizers", "")
+    assert names == [] and "FusedMatMul" in on
+    names, off = ops(pkg, "--disabled-optimizers", ",".join(off_names))
+    assert names == off_names and "FusedMatMul" not in off and "MatMul" in off
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg, copy)
+    target = json.loads((copy / "target.json").read_text()) if (copy / "target.json").is_file() else {}
+    (copy / "target.json").write_text(json.dumps(target | {"disabled_optimizers": off_names}))
+    (copy / "SHA256SUMS").unlink(missing_ok=True)
+    names, off = ops(copy)
+    assert names == off_names and "FusedMatMul" not in off

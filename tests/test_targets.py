@@ -74,6 +74,10 @@ BASE = (REPO / "targets" / "rpi4-arm64.toml").read_text()
     (("providers = [\"CPUExecutionProvider\"]", "providers = [\"NnapiExecutionProvider\"]"),
      "execution_providers"),
     (("opset = 17\n", ""), "missing key 'opset'"),
+    (("opset = 17\n", "opset = 17\ndisabled_optimizers = [\"skip layer norm\"]\n"),
+     "key 'disabled_optimizers"),
+    (("opset = 17\n", "opset = 17\ndisabled_optimizers = \"SkipLayerNormFusion\"\n"),
+     "key 'disabled_optimizers'"),
 ])
 def test_bad_profile_is_rejected_naming_the_key(tmp_path, edit, needle):
     assert edit[0] in BASE

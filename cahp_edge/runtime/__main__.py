@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", type=Path, help="eval data (eval.jsonl / eval.tsv); default: the package's")
     pr.add_argument("--threads", type=int, help="intra-op threads (0 = ONNX Runtime default)")
     pr.add_argument("--providers", help="comma-separated execution providers, in priority order")
+    pr.add_argument("--disabled-optimizers", metavar="NAMES",
+                    help="comma-separated ONNX Runtime graph rewrites to turn off (default: target.json's; "
+                         "'' for none), e.g. SkipLayerNormFusion")
     pr.add_argument("--batch", type=int)
     pr.add_argument("--seq-len", type=int, help="benchmark sequence length; also the truncation length")
     pr.add_argument("--warmup", type=int)
@@ -69,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         return _missing(e, args)
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
+    disabled = None if args.disabled_optimizers is None else \
+        [n.strip() for n in args.disabled_optimizers.split(",") if n.strip()]
     s = Settings(threads=args.threads, batch=args.batch, seq_len=args.seq_len, warmup=args.warmup,
                  runs=args.runs, eval_batch_size=args.eval_batch_size, limit=args.limit, data=args.data,
                  fmt=args.fmt, latency=not args.no_latency, operators=not args.no_operators,
                  profile_runs=args.profile_runs, logits_out=args.logits_out,
-                 providers=providers)
+                 providers=providers, disabled_optimizers=disabled)
     try:
         result = profile_package(args.package, s)
     except ModuleNotFoundError as e:

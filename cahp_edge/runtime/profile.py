@@ -29,6 +29,7 @@ from .tokenize import encode, length_sorted_batches, load_tokenizer, pad_id_of, 
 class Settings:
     threads: int | None = None  # None: target.json's, else 0 (ORT default)
     providers: list[str] | None = None  # None: target.json's, else CPU
+    disabled_optimizers: list[str] | None = None  # None: target.json's, else none
     batch: int | None = None
     seq_len: int | None = None
     warmup: int | None = None
@@ -60,10 +61,15 @@ def _resolve(s: Settings, target: dict | None) -> dict:
         if not isinstance(v, int) or v < (0 if k in ("warmup", "threads") else 1):
             raise RunnerError("usage", f"--{k.replace('_', '-')} must be a whole number >= "
                               f"{0 if k in ('warmup', 'threads') else 1}", f"got {v!r}", "fix the option")
-    return {**bench, "threads": threads, "providers": providers, "eval_batch_size": s.eval_batch_size}
+    disabled = s.disabled_optimizers
+    if disabled is None:
+        disabled = list((target or {}).get("disabled_optimizers") or [])
+    return {**bench, "threads": threads, "providers": providers, "eval_batch_size": s.eval_batch_size,
+            "disabled_optimizers": disabled}
 
 
-def _session(ort, model: Path, threads: int, providers: list[str], profile_dir: str | None = None):
+def _session(ort, model: Path, threads: int, providers: list[str], profile_dir: str | None = None,
+             disabled: list[str] = ()):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -73,7 +79,9 @@ def _session(ort, model: Path, threads: int, providers: list[str], profile_dir: 
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(profile_dir, "ort")
     try:
-        return ort.InferenceSession(str(model), sess_options=opts, providers=providers)
+        # disabled: graph rewrites the target turns off (ORT ignores names it does not know)
+        return ort.InferenceSession(str(model), sess_options=opts, providers=providers,
+                                    disabled_optimizers=list(disabled))
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RunnerError("model", f"ONNX Runtime cannot load {model}", first[:300],
@@ -176,13 +184,14 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     # cold start: what a user waits for after launching the app (session creation + first inference)
     ids, mask, types = synthetic_batch(tok, cfg["batch"], cfg["seq_len"])
     t0 = time.perf_counter()
-    sess = _session(ort, pkg.model, cfg["threads"], providers)
+    sess = _session(ort, pkg.model, cfg["threads"], providers, disabled=cfg["disabled_optimizers"])
     t1 = time.perf_counter()
     feeds = _feeds(sess, ids, mask, types)
     _run(sess, feeds)
     t2 = time.perf_counter()
     result["runtime"]["providers_used"] = sess.get_providers()
     result["runtime"]["threads"] = cfg["threads"]
+    result["runtime"]["disabled_optimizers"] = cfg["disabled_optimizers"]
     result["latency"] = None
     if s.latency:
         for _ in range(cfg["warmup"]):
@@ -233,7 +242,8 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     result["operators"] = None
     if s.operators:
         with tempfile.TemporaryDirectory(prefix="cahp-prof-") as d:
-            psess = _session(ort, pkg.model, cfg["threads"], providers, profile_dir=d)
+            psess = _session(ort, pkg.model, cfg["threads"], providers, profile_dir=d,
+                             disabled=cfg["disabled_optimizers"])
             pfeeds = _feeds(psess, ids, mask, types)
             for _ in range(max(1, s.profile_runs)):
                 _run(psess, pfeeds)
