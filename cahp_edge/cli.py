@@ -59,7 +59,14 @@ def _register_commands() -> None:
                 raise
 
 
+# True when main() runs as the `cahp-edge` program (argv from the command line), False for a Python
+# caller of main(argv): only the program may end the interpreter abruptly (see cli_build._interruptible)
+OWN_PROCESS = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    global OWN_PROCESS
+    OWN_PROCESS = argv is None
     try:  # typer >= 0.20 vendors click and raises its own copy's exceptions, not the `click` package's
         from typer._click import ClickException
     except ImportError:  # pragma: no cover - older typer on the real click

@@ -72,10 +72,13 @@ class _Render:
 def _interruptible(render: _Render):
     """SIGTERM unwinds like Ctrl-C: temporary folders are removed, finished stages kept, exit 130.
 
-    The exit is ``os._exit(130)`` after the unwinding: CPython remembers a KeyboardInterrupt that
-    crossed certain C boundaries (e.g. inside an import) and would otherwise kill itself with SIGINT
-    at shutdown, so the exit status would depend on where the signal landed.
+    As the `cahp-edge` program the exit is ``os._exit(130)`` after the unwinding: CPython remembers a
+    KeyboardInterrupt that crossed certain C boundaries (e.g. inside an import) and would otherwise
+    kill itself with SIGINT at shutdown, so the exit status would depend on where the signal landed.
+    A Python caller of ``cli.main(argv)`` gets the interrupt re-raised (main reports it, exit 130)
+    and keeps its interpreter.
     """
+    from cahp_edge import cli
 
     def handler(signum, frame):
         raise KeyboardInterrupt
@@ -85,6 +88,8 @@ def _interruptible(render: _Render):
         yield
     except KeyboardInterrupt:
         render._stop()
+        if not cli.OWN_PROCESS:
+            raise
         note("interrupted: finished stages are kept; re-run the same command to resume")
         with contextlib.suppress(Exception):
             sys.stdout.flush()

@@ -198,3 +198,21 @@ def test_cache_of_another_model_is_never_reused_and_failures_keep_the_release(ti
     monkeypatch.undo()
     assert _snapshot(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".x86-64-avx2")]
+
+
+def test_interrupt_in_a_python_caller_exits_130_keeping_the_interpreter(tiny, tmp_path, monkeypatch, capsys):
+    # the `cahp-edge` program ends with os._exit(130) on Ctrl-C / SIGTERM; a Python caller of
+    # cli.main(argv) must get SystemExit(130) instead, with its interpreter (and this test) alive
+    from cahp_edge import cli, pipeline
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "build", interrupted)
+    argv = ["build", "--model", str(tiny / "ckA"), "--data", str(tiny / "data" / "train.tsv"),
+            "--out", str(tmp_path / "out"), "--target", "host", "--config", str(tiny / "fast.toml")]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 130 and cli.OWN_PROCESS is False
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("interrupted:"), err
