@@ -98,10 +98,11 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
                                 "pass --calib-data (task training data) or use a dynamic target")
         cal = examples_from(calib, src, names)
         if len(cal) < want_calib:
+            asked = (f"--calib-size {want_calib}" if calib_size else
+                     f"calibration_size = {want_calib} in target {target.name}")
+            lower = "--calib-size" if calib_size else "calibration_size (or pass --calib-size)"
             raise QuantizeError(f"calibration data has {len(cal)} examples, fewer than the {want_calib} "
-                                "asked",
-                                f"calibration_size = {want_calib} in target {target.name}",
-                                f"give at least {want_calib} examples or lower calibration_size")
+                                "asked", asked, f"give at least {want_calib} examples or lower {lower}")
         cal = cal.head(want_calib)
     if select is not None:
         sel = examples_from(select, src, names).head(max_select)

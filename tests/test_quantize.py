@@ -128,6 +128,13 @@ def test_calibration_smaller_than_asked(tmp_path_factory, tmp_path):
         target = recipe_target(mode="static", format="QDQ", calibration_size=32)
         quantize(src, target, tmp_path / "q", calib=cal)
     assert not list(tmp_path.iterdir())
+    # asked on the command line: the message names the option, not the target
+    target = recipe_target(mode="static", format="QDQ", calibration_size=8)
+    with pytest.raises(QuantizeError) as e:
+        quantize(src, target, tmp_path / "q", calib=cal, calib_size=20)
+    assert "fewer than the 20 asked" in str(e.value) and "--calib-size 20" in str(e.value)
+    assert "in target" not in str(e.value)
+    assert not list(tmp_path.iterdir())
 
 
 def test_truncated_input_and_requantize_refused(tmp_path_factory, tmp_path):
