@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cahp_edge.errors import UsageError
+from cahp_edge.errors import UsageError, validation_line
 
 
 class BenchOverride(BaseModel):
@@ -125,17 +125,8 @@ def make_options(cli: dict[str, Any], config: Path | None = None) -> BuildOption
     try:
         return BuildOptions.model_validate(merged)
     except ValidationError as e:
-        parts = []
-        for err in e.errors():
-            key = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            if err["type"] == "extra_forbidden":
-                parts.append(f"unknown option '{key}'")
-            elif err["type"] == "missing":
-                parts.append(f"'{key}' is required")
-            else:
-                parts.append(f"'{key}': {err['msg'].removeprefix('Value error, ')}")
         raise UsageError(
             f"invalid build {src}",
-            "; ".join(parts),
+            validation_line(e, "option"),
             "see `cahp-edge build --help` for the options and their ranges",
         ) from None

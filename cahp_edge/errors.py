@@ -75,3 +75,20 @@ class PackageError(CahpError):
 
 class OutputError(CahpError):
     """The output location exists, is not writable, is locked, or the disk is full."""
+
+
+def validation_line(err, noun: str = "key") -> str:
+    """One line for a pydantic ValidationError: which ``noun`` (key, option) is wrong and why."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown {noun} '{key}'")
+        elif e["type"] == "missing":
+            parts.append(f"missing {noun} '{key}'")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            parts.append(f"{noun} '{key}': {msg}{shown}")
+    return "; ".join(parts)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cahp_edge.errors import TargetError
+from cahp_edge.errors import TargetError, validation_line
 from cahp_edge.runtime.sysinfo import read_cpuinfo
 
 Arch = Literal["x86_64", "aarch64"]
@@ -163,22 +163,6 @@ def pick_recipe(recipes: list[Recipe], arch: str, features: list[str]) -> Recipe
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _one_line(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'")
-        elif e["type"] == "missing":
-            parts.append(f"missing key '{key}'")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            got = e.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            parts.append(f"key '{key}': {msg}{shown}")
-    return "; ".join(parts)
-
-
 def _resolve(name_or_path: str | Path) -> Path:
     s = str(name_or_path)
     p = Path(s).expanduser()
@@ -222,7 +206,7 @@ def parse_target(raw: dict[str, Any], source: str = "<dict>",
         raw["source"] = source
         return Target.model_validate(raw)
     except ValidationError as e:
-        raise TargetError(f"invalid target profile {source}", _one_line(e),
+        raise TargetError(f"invalid target profile {source}", validation_line(e),
                           "fix the named key (schema: targets/README.md)") from None
     except ValueError as e:
         raise TargetError(f"invalid target profile {source}", str(e),
