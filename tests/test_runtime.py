@@ -201,24 +201,42 @@ def test_device_without_a_dependency(pkg, missing):
     assert "pip install onnxruntime numpy tokenizers" in p.stderr and p.stderr.count("\n") == 1
 
 
-def test_disabled_optimizers_reach_the_session(pkg, tmp_path):
-    # the observable effect: ORT folds the attention's Transpose/scale into FusedMatMul; turning
-    # those rewrites off (from the command line, or from the target.json a release carries) leaves
-    # plain MatMuls. The shipped x86 profiles use the same path for SkipLayerNormFusion (int8 graphs)
-    off_names = ["MatmulTransposeFusion", "MatMulScaleFusion"]
+def test_disabled_optimizers_reach_the_session(pkg, tmp_path, monkeypatch):
+    # every session the runner opens gets the target's disabled_optimizers (from the release's
+    # target.json, or --disabled-optimizers); and ORT really drops the rewrite when given the name
+    import onnxruntime as ort
 
-    def ops(path, *extra):
-        r = profile_json(str(path), "--runs", "2", "--warmup", "0", "--seq-len", "16", "--limit", "4", *extra)
-        return r["runtime"]["disabled_optimizers"], {o["op"] for o in r["operators"]["top"]}
+    from cahp_edge.runtime.profile import Settings, profile_package
 
-    names, on = ops(pkg, "--disabled-optimizers", "")
-    assert names == [] and "FusedMatMul" in on
-    names, off = ops(pkg, "--disabled-optimizers", ",".join(off_names))
-    assert names == off_names and "FusedMatMul" not in off and "MatMul" in off
+    seen, real = [], ort.InferenceSession
+
+    def spy(*a, **k):
+        seen.append(k.get("disabled_optimizers"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
     copy = tmp_path / "pkg"
     shutil.copytree(pkg, copy)
     target = json.loads((copy / "target.json").read_text()) if (copy / "target.json").is_file() else {}
-    (copy / "target.json").write_text(json.dumps(target | {"disabled_optimizers": off_names}))
+    (copy / "target.json").write_text(json.dumps(target | {"disabled_optimizers": ["MatmulTransposeFusion"]}))
     (copy / "SHA256SUMS").unlink(missing_ok=True)
-    names, off = ops(copy)
-    assert names == off_names and "FusedMatMul" not in off
+    quick = dict(runs=2, warmup=0, seq_len=16, limit=4, profile_runs=1)
+    r = profile_package(copy, Settings(**quick))
+    assert r["runtime"]["disabled_optimizers"] == ["MatmulTransposeFusion"]
+    assert seen == [["MatmulTransposeFusion"]] * 2  # the timed session and the profiling one
+    seen.clear()
+    r = profile_package(copy, Settings(**quick, disabled_optimizers=[]))  # the command line wins
+    assert r["runtime"]["disabled_optimizers"] == [] and seen == [[], []]
+    monkeypatch.undo()
+
+    def fused_ops(disabled):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+        ort.InferenceSession(str(pkg / "model.onnx"), so, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled)
+        import onnx
+
+        return {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
+
+    assert "FusedMatMul" in fused_ops([])
+    assert "FusedMatMul" not in fused_ops(["MatmulTransposeFusion", "MatMulScaleFusion"])
