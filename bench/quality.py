@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--random-draws", type=int, default=3)
     ap.add_argument("--recover-epochs", type=float, default=0.0)
     ap.add_argument("--recover-methods", default="cahp,michel")
+    ap.add_argument("--recover-heads", default="", help="head counts to recover at (default: CAHP's knee)")
     ap.add_argument("--out", default="/tmp/cahp-quality.json")
     ap.add_argument("--methods", default=",".join(BASELINES), help="baselines to run (CAHP always runs)")
     ap.add_argument("--k-star", type=int, default=None, help="skip CAHP and use this knee (split runs)")
@@ -128,7 +129,7 @@ def main() -> None:
 
 def run_cahp(a, m, ad, data, n, budgets, res):
     """One CAHP descent covers the sweep grid and the fixed budgets; knee on the selection split."""
-    from cahp_edge.prune import PruneOptions, make_selector
+    from cahp_edge.prune import SELECTION_STAGES, PruneOptions, make_selector
     from cahp_edge.prune.knee import find_knee
     from cahp_edge.prune.salience import masked_eval
     from cahp_edge.prune.sweep import default_grid
@@ -148,7 +149,8 @@ def run_cahp(a, m, ad, data, n, budgets, res):
         "curve_select": curve,
         "descent_s": t_cahp,
         "timings": tm,
-        "selection_s": sum(tm.get(k, 0.0) for k in ("signatures_s", "salience_s", "clustering_s")),
+        "selection_s": sum(tm.get(k, 0.0) for k in SELECTION_STAGES),
+        "selection_cpu_s": sum(tm.get(k.replace("_s", "_cpu_s"), 0.0) for k in SELECTION_STAGES),
         "options": {
             k: v for k, v in cahp.info.items() if k not in ("timings", "salience", "distance_summary")
         },
@@ -170,9 +172,10 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
 
     train = load_dataset(a.train)
     out = []
-    for method in a.recover_methods.split(","):
+    heads = [int(h) for h in a.recover_heads.split(",") if h] or [k_star]
+    for method, k in [(mt, k) for mt in a.recover_methods.split(",") for k in heads]:
         r = next(
-            (r for r in rows if r["method"] == method and r["heads"] == k_star and r["draw"] in (None, 0)),
+            (r for r in rows if r["method"] == method and r["heads"] == k and r["draw"] in (None, 0)),
             None,
         )
         if r is None:
@@ -186,13 +189,13 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
         out.append(
             {
                 "method": method,
-                "heads": k_star,
+                "heads": k,
                 "dev_recovered": acc,
                 "seconds": time.perf_counter() - t0,
                 "epochs": a.recover_epochs,
             }
         )
-        print(f"recovered {method}@{k_star}: dev {100 * acc:.1f}", flush=True)
+        print(f"recovered {method}@{k}: dev {100 * acc:.1f}", flush=True)
     return out
 
 

@@ -11,6 +11,9 @@ from cahp_edge.cli import app, emit, note
 
 _METHODS = "cahp|michel|oneshot|magnitude|random|uniform"
 
+# CAHP defaults, equal to cahp_edge.prune.PruneOptions' (tested); not imported here: that pulls in torch
+_SALIENCE, _SALIENCE_LABELS, _ROUND_FRACTION, _LOSS_BELOW = "abs", "predicted", 0.5, 0.0
+
 
 def _load(model: str, data: str, text_column, text_pair_column, label_column, trust_pickle: bool):
     from cahp_edge.data import align_labels, check_task, load_dataset
@@ -82,6 +85,19 @@ def prune(
     salience_weight: Annotated[
         float, typer.Option(min=0.0, help="CAHP: gamma of the salience-aware graph (0 = plain JSD graph).")
     ] = 1.0,
+    salience: Annotated[
+        str, typer.Option(help="CAHP salience: abs (E|dL/dm|) | fisher (E (dL_x/dm)^2).")
+    ] = _SALIENCE,
+    salience_labels: Annotated[
+        str, typer.Option(help="CAHP salience loss against: predicted (dense model's labels) | gold.")
+    ] = _SALIENCE_LABELS,
+    round_fraction: Annotated[
+        float, typer.Option(help="CAHP: share of calibration data per salience round after the first.")
+    ] = _ROUND_FRACTION,
+    loss_below: Annotated[
+        float,
+        typer.Option(help="CAHP: at <= this fraction of heads, representatives by measured loss (0 = off)."),
+    ] = _LOSS_BELOW,
     calib_size: Annotated[int, typer.Option(help="Calibration examples (signatures, salience).")] = 512,
     select_size: Annotated[
         int, typer.Option(help="Selection examples (accuracy sweep for the knee).")
@@ -115,6 +131,10 @@ def prune(
         clustering=clustering,
         schedule=schedule,
         salience_weight=salience_weight,
+        salience_kind=salience,
+        salience_labels=salience_labels,
+        round_fraction=round_fraction,
+        loss_below=loss_below,
         degree=degree,
         max_drop=max_drop,
         heads=heads,

@@ -147,6 +147,10 @@ def test_prune_fixed_budget_baseline(tiny_dir, sst, tmp_path, run):
         (["--calib-size", "500"], 1, "larger than the 120 training rows"),
         (["--method", "bogus"], 2, "unknown method"),
         (["--keep-ratio", "0"], 2, "keep-ratio"),
+        (["--round-fraction", "0"], 2, "round-fraction"),
+        (["--loss-below", "2"], 2, "loss-below"),
+        (["--salience", "bogus"], 2, "unknown salience"),
+        (["--salience-labels", "bogus"], 2, "unknown salience labels"),
     ],
 )
 def test_prune_bad_input(tiny_dir, sst, tmp_path, extra, code, needle, run):
@@ -237,3 +241,12 @@ def test_compare_table_csv_plot(tiny_dir, sst, tmp_path, run):
         str(tmp_path / "c2"),
     )
     assert r.returncode == 2 and "budget 30 is outside" in r.stderr
+
+
+def test_cli_cahp_defaults_match_prune_options():
+    from cahp_edge import cli_prune
+    from cahp_edge.prune import PruneOptions
+
+    o = PruneOptions()
+    assert (o.salience_kind, o.salience_labels) == (cli_prune._SALIENCE, cli_prune._SALIENCE_LABELS)
+    assert (o.round_fraction, o.loss_below) == (cli_prune._ROUND_FRACTION, cli_prune._LOSS_BELOW)

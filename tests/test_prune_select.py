@@ -109,3 +109,37 @@ def test_budget_errors(setup):
         select_heads(m, ad, data, PruneOptions(degree=11))
     with pytest.raises(UsageError, match="unknown method"):
         select_heads(m, ad, data, PruneOptions(method="nope"))
+
+
+def test_fisher_salience_is_mean_squared_per_example_gradient(setup):
+    from cahp_edge.mask import HeadMask
+    from cahp_edge.prune.salience import head_salience
+
+    m, ad, data = setup
+    mask = torch.ones(3, 4)
+    mask[1, 2] = 0.0
+    got = head_salience(m, ad, data.calib, mask, kind="fisher")
+    want, n = torch.zeros(3, 4), 0
+    for b in data.calib:
+        for i in range(b["labels"].shape[0]):
+            one = {k: v[i : i + 1] for k, v in b.items()}
+            with HeadMask(m, ad, values=mask, requires_grad=True) as hm:
+                logits = m(input_ids=one["input_ids"], attention_mask=one["attention_mask"]).logits
+                loss = torch.nn.functional.cross_entropy(logits, one["labels"])
+                (g,) = torch.autograd.grad(loss, hm.values)
+            want += g.pow(2)
+            n += 1
+    want = want / n * (mask > 0.5)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-10)
+    assert got[1, 2] == 0 and got.sum() > 0
+
+
+def test_cahp_salience_options(setup):
+    m, ad, data = setup
+    for kw in ({"salience_kind": "fisher"}, {"salience_labels": "predicted"}, {"round_fraction": 0.5}):
+        sel = CAHP(m, ad, data, seed=0, **kw)
+        masks = sel.masks([9, 6, 3])
+        assert [int(masks[k].sum()) for k in (9, 6, 3)] == [9, 6, 3]
+        assert all(sel.info[k] == v for k, v in kw.items())
+    with pytest.raises(ValueError, match="round_fraction"):
+        CAHP(m, ad, data, round_fraction=0.0)

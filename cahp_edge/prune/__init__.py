@@ -25,6 +25,8 @@ from cahp_edge.prune.salience import masked_eval
 from cahp_edge.prune.sweep import HeadIndex, SelectionData, default_grid, run_sweep
 
 METHODS = ("cahp", "michel", "oneshot", "magnitude", "random", "uniform")
+# what "selection time" counts (the sweep's accuracy evaluations are excluded)
+SELECTION_STAGES = ("signatures_s", "salience_s", "clustering_s", "representative_loss_s")
 
 
 @dataclass
@@ -33,6 +35,10 @@ class PruneOptions:
     clustering: str = "spectral"
     schedule: str = "iterative"  # cahp only: iterative | oneshot
     salience_weight: float = 1.0  # cahp only: gamma of the salience-aware graph (0 = plain JSD graph)
+    salience_kind: str = "abs"  # cahp only: abs = E|dL/dm| | fisher = E_x (dL_x/dm)^2
+    salience_labels: str = "predicted"  # cahp only: predicted (the dense model's own argmax labels) | gold
+    round_fraction: float = 0.5  # cahp only: share of the calibration batches used by rounds after the first
+    loss_below: float = 0.0  # cahp only: at <= this fraction of heads, representatives by measured loss
     degree: int = 3
     max_drop: float | None = None  # accuracy points (0..100) below the dense model, on the selection split
     heads: int | None = None
@@ -74,6 +80,28 @@ def check_options(o: PruneOptions, n_total: int) -> int | None:
             f"unknown clustering {o.clustering!r}", f"choose one of {', '.join(CLUSTERINGS)}", ""
         )
     check_degree(o.degree)
+    from cahp_edge.prune.salience import LABEL_SOURCES, SALIENCE_KINDS
+
+    if o.salience_kind not in SALIENCE_KINDS:
+        raise UsageError(
+            f"unknown salience {o.salience_kind!r}", f"choose one of {', '.join(SALIENCE_KINDS)}", ""
+        )
+    if o.salience_labels not in LABEL_SOURCES:
+        raise UsageError(
+            f"unknown salience labels {o.salience_labels!r}", f"choose one of {', '.join(LABEL_SOURCES)}", ""
+        )
+    if not 0.0 < o.round_fraction <= 1.0:
+        raise UsageError(
+            f"--round-fraction {o.round_fraction} is out of range",
+            "it is the share of calibration data each later salience round uses",
+            "pass a value in (0, 1], e.g. 0.25",
+        )
+    if not 0.0 <= o.loss_below <= 1.0:
+        raise UsageError(
+            f"--loss-below {o.loss_below} is out of range",
+            "it is a fraction of the model's heads",
+            "pass a value in [0, 1], e.g. 0.5 (0 = off)",
+        )
     if o.max_drop is not None and not 0 <= o.max_drop <= 100:
         raise UsageError(
             f"--max-drop {o.max_drop} is out of range",
@@ -95,6 +123,10 @@ def make_selector(model: nn.Module, adapter: Adapter, data: SelectionData, o: Pr
             clustering=o.clustering,
             schedule=o.schedule,
             salience_weight=o.salience_weight,
+            salience_kind=o.salience_kind,
+            salience_labels=o.salience_labels,
+            round_fraction=o.round_fraction,
+            loss_below=o.loss_below,
         )
     from cahp_edge.prune.baselines import BASELINES
 
@@ -182,10 +214,8 @@ def select_heads(
     info.pop("clusters", None)  # per-k labels: large, and derivable from the seed
     meta["selector"] = info
     t = info.get("timings", {})
-    t["selection_s"] = sum(t.get(k, 0.0) for k in ("signatures_s", "salience_s", "clustering_s"))
-    t["selection_cpu_s"] = sum(
-        t.get(k, 0.0) for k in ("signatures_cpu_s", "salience_cpu_s", "clustering_cpu_s")
-    )
+    t["selection_s"] = sum(t.get(k, 0.0) for k in SELECTION_STAGES)
+    t["selection_cpu_s"] = sum(t.get(k.replace("_s", "_cpu_s"), 0.0) for k in SELECTION_STAGES)
     t["total_s"] = time.perf_counter() - t_start
     meta["timings"] = t
     meta["versions"] = versions()

@@ -24,7 +24,9 @@ from torch import nn
 from cahp_edge.arch import Adapter
 from cahp_edge.prune import graph
 from cahp_edge.prune.baselines import _Base, _stable_desc
+from cahp_edge.prune.batches import Batches
 from cahp_edge.prune.distance import metric, summary
+from cahp_edge.prune.salience import LABEL_SOURCES, SALIENCE_KINDS, dense_predictions, head_salience
 from cahp_edge.prune.signatures import HeadSignatures, collect
 from cahp_edge.prune.sweep import SelectionData
 
@@ -45,6 +47,11 @@ class CAHP(_Base):
         normalize_salience: bool = True,
         salience_weight: float = 0.0,
         signatures: HeadSignatures | None = None,
+        salience_kind: str = "abs",
+        salience_labels: str = "gold",
+        round_fraction: float = 1.0,
+        loss_below: float = 0.0,
+        loss_examples: int = 128,
     ) -> None:
         super().__init__(model, adapter, data, seed)
         if clustering not in graph.CLUSTERINGS:
@@ -55,6 +62,17 @@ class CAHP(_Base):
         self.sqrt_jsd, self.normalize_salience = sqrt_jsd, normalize_salience
         self.salience_weight = salience_weight
         self.sig = signatures
+        if salience_kind not in SALIENCE_KINDS:
+            raise ValueError(f"unknown salience kind {salience_kind!r}")
+        if salience_labels not in LABEL_SOURCES:
+            raise ValueError(f"unknown salience labels {salience_labels!r}")
+        if not 0.0 < round_fraction <= 1.0:
+            raise ValueError(f"round_fraction must be in (0, 1], got {round_fraction}")
+        self.salience_kind, self.salience_labels = salience_kind, salience_labels
+        self.round_fraction = round_fraction
+        self._targets: list[torch.Tensor] | None = None
+        # representative chosen by measured calibration loss once at most loss_below * N heads remain
+        self.loss_below, self.loss_examples = loss_below, loss_examples
         self.info.update(
             {
                 "clustering": clustering,
@@ -63,6 +81,11 @@ class CAHP(_Base):
                 "salience_weight": salience_weight,
                 "distance": "sqrt(mean JSD)" if sqrt_jsd else "mean JSD",
                 "salience_normalized_per_layer": normalize_salience,
+                "salience_kind": salience_kind,
+                "salience_labels": salience_labels,
+                "round_fraction": round_fraction,
+                "loss_below": loss_below,
+                "loss_examples": loss_examples,
             }
         )
 
@@ -76,6 +99,32 @@ class CAHP(_Base):
 
     def distance(self) -> np.ndarray:
         return metric(self.signatures().mean_jsd, sqrt=self.sqrt_jsd).numpy().astype(np.float64)
+
+    def _salience(self, mask: torch.Tensor | None = None, round_idx: int = 0) -> np.ndarray:
+        """Salience at ``mask``. Rounds after the first may use a rotating share of the calibration
+        batches (``round_fraction``): every batch is length-sorted, so a strided share spans all lengths."""
+        t0 = (time.perf_counter(), time.process_time())
+        batches = self.data.calib
+        if self.salience_labels == "predicted" and self._targets is None:
+            preds = self.signatures().predictions  # from the signature pass: no extra forward
+            self._targets = preds if preds is not None else dense_predictions(self.model, batches)
+        targets = self._targets
+        stride = max(1, round(1 / self.round_fraction))
+        if round_idx > 0 and stride > 1 and len(batches) >= stride:
+            j = (round_idx - 1) % stride
+            batches = Batches(batches.items[j::stride])
+            targets = None if targets is None else targets[j::stride]
+        s = head_salience(
+            self.model,
+            self.adapter,
+            batches,
+            mask,
+            normalize_layers=self.normalize_salience,
+            kind=self.salience_kind,
+            targets=targets,
+        )
+        self._time("salience_s", t0)
+        return self.index.flat(s).numpy().astype(np.float64)
 
     def _cluster(self, dist: np.ndarray, k: int) -> np.ndarray:
         t0 = (time.perf_counter(), time.process_time())
@@ -107,6 +156,41 @@ class CAHP(_Base):
             kept += rest[: k - len(kept)]
         return sorted(kept[:k])
 
+    def _representatives_by_loss(
+        self, ids: np.ndarray, labels: np.ndarray, sal: np.ndarray, k: int
+    ) -> list[int]:
+        """Per cluster with several heads, keep the member whose survival (the cluster's other members
+        removed, every other cluster untouched) gives the lowest cross-entropy on a fixed strided share
+        of the calibration batches. Single-head clusters keep their head; clusters are decided
+        independently, so one round costs one forward pass of that share per candidate head."""
+        from cahp_edge.prune.salience import masked_eval
+
+        t0 = (time.perf_counter(), time.process_time())
+        if not hasattr(self, "_loss_batches"):
+            items = self.data.calib.items
+            stride = max(1, round(self.data.calib.num_examples / max(1, self.loss_examples)))
+            self._loss_batches = Batches(items[::stride])
+        kept = []
+        for c in sorted(set(labels.tolist())):
+            members = ids[labels == c]
+            if len(members) == 1:
+                kept.append(int(members[0]))
+                continue
+            others = ids[labels != c]
+            losses = [
+                masked_eval(
+                    self.model, self.adapter, self._loss_batches, self.index.mask_of([*others, int(h)])
+                )[1]
+                for h in members
+            ]
+            kept.append(int(members[int(np.argmin(losses))]))
+            self.info["loss_evaluations"] = self.info.get("loss_evaluations", 0) + len(members)
+        self._time("representative_loss_s", t0)
+        if len(kept) < k:
+            rest = [int(h) for h in ids[_stable_desc(sal[ids])] if int(h) not in set(kept)]
+            kept += rest[: k - len(kept)]
+        return sorted(kept[:k])
+
     # ---- Selector ----------------------------------------------------------------------------------
     def masks(self, counts: list[int]) -> dict[int, torch.Tensor]:
         dist = self.distance()
@@ -117,7 +201,7 @@ class CAHP(_Base):
         return self._iterative(dist, counts)
 
     def _oneshot(self, dist: np.ndarray, counts: list[int]) -> dict[int, torch.Tensor]:
-        sal = self.salience(normalize=self.normalize_salience)
+        sal = self._salience()
         self.info["salience"] = sal.tolist()
         ids = np.arange(self.index.n)
         out = {}
@@ -136,16 +220,19 @@ class CAHP(_Base):
         for target in sorted(counts, reverse=True):
             while len(kept) > target:
                 mask = self.index.mask_of(kept)
-                sal = self.salience(mask, normalize=self.normalize_salience)
+                sal = self._salience(mask, rounds)
                 if first_sal is None:
                     first_sal = sal
                 k_next = max(target, len(kept) - step)
                 labels = self._cluster(self._weighted(dist[np.ix_(kept, kept)], sal[kept]), k_next)
-                kept = np.array(self._representatives(kept, labels, sal, k_next))
+                if len(kept) <= self.loss_below * n:
+                    kept = np.array(self._representatives_by_loss(kept, labels, sal, k_next))
+                else:
+                    kept = np.array(self._representatives(kept, labels, sal, k_next))
                 rounds += 1
             out[target] = self.index.mask_of(kept)
         if first_sal is None:
-            first_sal = self.salience(normalize=self.normalize_salience)
+            first_sal = self._salience()
         self.info["salience"] = first_sal.tolist()
         self.info["rounds"] = rounds
         return out

@@ -9,8 +9,8 @@ the mean of JSD_r over every real query row of every calibration example. We kee
 (squared-metric) JSD as *the* distance and take its square root only where a metric is needed
 (:func:`metric`): see docs/cahp.md.
 
-Memory stays bounded: a batch's rows are processed in blocks of query rows (all head pairs of a
-block at once, at most BLOCK_ELEMS mixture elements), and only the (N, N) sums are kept, never
+Memory stays bounded: a batch's rows are processed in blocks of query rows (all N(N-1)/2 head pairs
+of a block at once, at most BLOCK_ELEMS mixture elements), and only the (N, N) sums are kept, never
 per-example maps for all heads.
 """
 
@@ -21,8 +21,10 @@ import math
 import torch
 
 LN2 = math.log(2.0)
-# elements of the (heads_i, heads_j, rows, keys) mixture block computed at once (~128 MB in float32)
-BLOCK_ELEMS = 1 << 25
+# elements of the (rows, head pairs, keys) mixture block computed at once: ~4 MB float32 on CPU (a
+# cache-sized block measured ~5x faster than 128 MB ones: the pass is memory-bound), 128 MB on a GPU
+BLOCK_ELEMS = 1 << 20
+BLOCK_ELEMS_GPU = 1 << 25
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -30,12 +32,17 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(p, p).sum(-1)
 
 
+def _entropy_fast(p: torch.Tensor) -> torch.Tensor:
+    """entropy() as p . log(max(p, tiny)) through einsum: exact for p = 0 and ~2.5x faster on CPU."""
+    return torch.einsum("...t,...t->...", p, p.clamp_min(1e-30).log()).neg_()
+
+
 def jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """JSD (nats) between distributions on the last axis, broadcasting; for tests and small uses."""
     return (entropy((p + q) / 2) - (entropy(p) + entropy(q)) / 2).clamp_min(0.0)
 
 
-def pairwise_jsd_sum(rows: torch.Tensor, block_elems: int = BLOCK_ELEMS) -> torch.Tensor:
+def pairwise_jsd_sum(rows: torch.Tensor, block_elems: int | None = None) -> torch.Tensor:
     """Sum over rows of JSD between every pair of heads.
 
     rows: (N, R, T) -- N heads, R real query rows, T keys (padding keys hold exact zeros).
@@ -46,20 +53,25 @@ def pairwise_jsd_sum(rows: torch.Tensor, block_elems: int = BLOCK_ELEMS) -> torc
     if n == 0 or r == 0:
         return out
     rt = rows.transpose(0, 1).contiguous()  # (R, N, T): one row's heads side by side
-    ht = entropy(rt)  # (R, N)
-    # all N x N pairs of a block of rows at once (measured ~2x faster on CPU than a triangle loop)
-    r_blk = max(1, block_elems // max(1, n * n * t))
+    ht = _entropy_fast(rt)  # (R, N), same kernel as H(m) so identical heads give exactly 0
+    iu, ju = torch.triu_indices(n, n, 1, device=rows.device)  # the N(N-1)/2 pairs i < j
+    pairs = torch.zeros(iu.shape[0], dtype=torch.float64, device=rows.device)
+    # a block of rows at a time, all pairs at once
+    if block_elems is None:
+        block_elems = BLOCK_ELEMS if rows.device.type == "cpu" else BLOCK_ELEMS_GPU
+    r_blk = max(1, block_elems // max(1, iu.shape[0] * t))
     for r0 in range(0, r, r_blk):
         p = rt[r0 : r0 + r_blk]  # (r, N, T)
-        m = p[:, :, None, :] + p[:, None, :, :]  # (r, N, N, T)
+        m = p[:, iu] + p[:, ju]  # (r, P, T)
         m.mul_(0.5)
-        js = torch.special.xlogy(m, m).sum(-1).neg_()  # H(m): (r, N, N)
+        js = _entropy_fast(m)  # H(m): (r, P)
         del m
         hp = ht[r0 : r0 + r_blk]
-        js -= 0.5 * (hp[:, :, None] + hp[:, None, :])
-        out += js.clamp_min_(0.0).sum(0).double()
-    out.fill_diagonal_(0.0)
-    return (out + out.T) / 2  # exact symmetry despite summation order
+        js -= 0.5 * (hp[:, iu] + hp[:, ju])
+        pairs += js.clamp_min_(0.0).sum(0).double()
+    out[iu, ju] = pairs
+    out[ju, iu] = pairs  # symmetric by construction, zero diagonal
+    return out
 
 
 class JSDAccumulator:

@@ -20,31 +20,73 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+SALIENCE_KINDS = ("abs", "fisher")
+LABEL_SOURCES = ("gold", "predicted")  # what L is measured against
+
+
+class _ExampleMask(HeadMask):
+    """HeadMask with an extra (B, L, H) per-example factor of ones: the gradient of the summed loss
+    with respect to it is every example's own dL_b/dm_h, in one backward pass."""
+
+    example: torch.Tensor | None = None
+
+    def _hook(self, layer_idx: int):
+        n, d = self.heads[layer_idx], self.head_size
+
+        def pre_hook(_mod, args):
+            (ctx, *rest) = args
+            m = self.values[layer_idx, :n] * self.example[:, layer_idx, :n]  # (B, n)
+            scaled = (ctx.unflatten(-1, (n, d)) * m[:, None, :, None].to(ctx.dtype)).flatten(-2)
+            return (scaled, *rest)
+
+        return pre_hook
+
+
 def head_salience(
     model: nn.Module,
     adapter: Adapter,
     batches: Batches,
     mask: torch.Tensor | None = None,
     normalize_layers: bool = False,
+    kind: str = "abs",
+    targets: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """(L, H) salience E|dL/dm_h| at ``mask`` (all ones when None)."""
+    """(L, H) salience at ``mask`` (all ones when None).
+
+    ``kind="abs"``: E_batches |dL/dm_h| (Michel et al.; L = a batch's mean loss).
+    ``kind="fisher"``: E_examples (dL_x/dm_h)^2, the diagonal empirical Fisher of the mask (Kwon et al.
+    2022): to second order, the loss increase from removing head h at a trained optimum.
+    ``targets``: one label tensor per batch replacing the gold labels (e.g. :func:`dense_predictions`).
+    """
+    if kind not in SALIENCE_KINDS:
+        raise ValueError(f"unknown salience kind {kind!r}")
     dev = _device(model)
     was_training = model.training
     model.eval()
     req = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)  # only the mask needs a gradient: cheaper backward
+    cls = _ExampleMask if kind == "fisher" else HeadMask
     try:
-        with HeadMask(model, adapter, values=mask, requires_grad=True) as hm:
-            total = torch.zeros_like(hm.values)
+        with cls(model, adapter, values=mask, requires_grad=kind == "abs") as hm:
+            total = torch.zeros_like(hm.values, requires_grad=False)
             n = 0
-            for batch in batches:
+            for i, batch in enumerate(batches):
                 b = {k: v.to(dev) for k, v in batch.items()}
-                logits = model(**model_inputs(b)).logits
-                loss = F.cross_entropy(logits, b["labels"])
-                (g,) = torch.autograd.grad(loss, hm.values)
-                total += g.abs() * b["labels"].shape[0]
-                n += b["labels"].shape[0]
+                y = b["labels"] if targets is None else targets[i].to(dev)
+                bs = int(y.shape[0])
+                if kind == "fisher":
+                    hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
+                    logits = model(**model_inputs(b)).logits
+                    loss = F.cross_entropy(logits, y, reduction="sum")
+                    (g,) = torch.autograd.grad(loss, hm.example)  # (B, L, H): per-example gradients
+                    total += g.pow(2).sum(0)
+                else:
+                    logits = model(**model_inputs(b)).logits
+                    loss = F.cross_entropy(logits, y)
+                    (g,) = torch.autograd.grad(loss, hm.values)
+                    total += g.abs() * bs
+                n += bs
             sal = (total / max(1, n)).detach()
             if mask is not None:
                 sal = sal * (torch.as_tensor(mask, device=sal.device) > 0.5)
@@ -56,6 +98,15 @@ def head_salience(
         # Michel et al.'s code divides each layer's scores by their L2 norm
         sal = sal / sal.norm(dim=-1, keepdim=True).clamp_min(1e-20)
     return sal.cpu()
+
+
+@torch.no_grad()
+def dense_predictions(model: nn.Module, batches: Batches) -> list[torch.Tensor]:
+    """The unmasked model's argmax label per example, one tensor per batch."""
+    dev = _device(model)
+    return [
+        model(**model_inputs({k: v.to(dev) for k, v in b.items()})).logits.argmax(-1).cpu() for b in batches
+    ]
 
 
 @torch.no_grad()

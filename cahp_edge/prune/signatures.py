@@ -27,6 +27,8 @@ class HeadSignatures:
     examples: int
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    # the unmasked model's argmax label per example, one tensor per batch (free: same forward pass)
+    predictions: list[torch.Tensor] | None = None
 
 
 def real_rows(attentions: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
@@ -51,10 +53,13 @@ def collect(model: nn.Module, batches: Batches, device: torch.device | str | Non
     acc: JSDAccumulator | None = None
     heads: list[int] = []
     examples = 0
+    preds: list[torch.Tensor] | None = []
     for batch in batches:
         b = {k: v.to(device) for k, v in model_inputs(batch).items()}
         out = model(**b, output_attentions=True)
         atts = [a for a in out.attentions if a is not None]
+        logits = getattr(out, "logits", None)
+        preds = None if preds is None or logits is None else [*preds, logits.argmax(-1).cpu()]
         if acc is None:
             heads = [int(a.shape[1]) for a in atts]
             acc = JSDAccumulator(sum(heads), device=device)
@@ -66,5 +71,11 @@ def collect(model: nn.Module, batches: Batches, device: torch.device | str | Non
     if acc is None:
         raise ValueError("no calibration batches")
     return HeadSignatures(
-        acc.mean().cpu(), acc.mean_entropy().cpu(), heads, acc.rows, examples, time.perf_counter() - t0
+        acc.mean().cpu(),
+        acc.mean_entropy().cpu(),
+        heads,
+        acc.rows,
+        examples,
+        time.perf_counter() - t0,
+        predictions=preds,
     )
