@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--random-draws", type=int, default=3)
     ap.add_argument("--recover-epochs", type=float, default=0.0)
     ap.add_argument("--recover-methods", default="cahp,michel")
-    ap.add_argument("--recover-heads", default="", help="head counts to recover at (default: CAHP's knee)")
+    ap.add_argument("--recover-heads", default="", help="e.g. knee,24,9 (default: knee)")
     ap.add_argument("--out", default="/tmp/cahp-quality.json")
     ap.add_argument("--methods", default=",".join(BASELINES), help="baselines to run (CAHP always runs)")
     ap.add_argument("--k-star", type=int, default=None, help="skip CAHP and use this knee (split runs)")
@@ -172,7 +172,7 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
 
     train = load_dataset(a.train)
     out = []
-    heads = [int(h) for h in a.recover_heads.split(",") if h] or [k_star]
+    heads = [k_star if h == "knee" else int(h) for h in a.recover_heads.split(",") if h] or [k_star]
     for method, k in [(mt, k) for mt in a.recover_methods.split(",") for k in heads]:
         r = next(
             (r for r in rows if r["method"] == method and r["heads"] == k and r["draw"] in (None, 0)),
