@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--random-draws", type=int, default=3)
     ap.add_argument("--recover-epochs", type=float, default=0.0)
     ap.add_argument("--recover-methods", default="cahp,michel")
+    ap.add_argument("--recover-seed", type=int, default=None, help="recovery seed (default: --seed)")
     ap.add_argument("--recover-heads", default="", help="e.g. knee,24,9 (default: knee)")
     ap.add_argument("--out", default="/tmp/cahp-quality.json")
     ap.add_argument("--methods", default=",".join(BASELINES), help="baselines to run (CAHP always runs)")
@@ -183,7 +184,12 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
         t0 = time.perf_counter()
         pruned = reshape(lm.model, HeadPlan.from_mask(r["mask"]), lm.adapter)
         model, _res = recover(
-            pruned, lm.tokenizer, train, epochs=a.recover_epochs, distill_from=lm.model, seed=a.seed
+            pruned,
+            lm.tokenizer,
+            train,
+            epochs=a.recover_epochs,
+            distill_from=lm.model,
+            seed=a.seed if a.recover_seed is None else a.recover_seed,
         )
         acc = evaluate_accuracy(model, lm.tokenizer, dev)
         out.append(
@@ -193,6 +199,7 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
                 "dev_recovered": acc,
                 "seconds": time.perf_counter() - t0,
                 "epochs": a.recover_epochs,
+                "seed": a.seed if a.recover_seed is None else a.recover_seed,
             }
         )
         print(f"recovered {method}@{k}: dev {100 * acc:.1f}", flush=True)
