@@ -136,10 +136,18 @@ def test_fisher_salience_is_mean_squared_per_example_gradient(setup):
 
 def test_cahp_salience_options(setup):
     m, ad, data = setup
-    for kw in ({"salience_kind": "fisher"}, {"salience_labels": "predicted"}, {"round_fraction": 0.5}):
+    options = (
+        {"salience_kind": "fisher"},
+        {"salience_labels": "predicted"},
+        {"round_fraction": 0.5},
+        {"loss_below": 1.0},
+    )
+    for kw in options:
         sel = CAHP(m, ad, data, seed=0, **kw)
         masks = sel.masks([9, 6, 3])
         assert [int(masks[k].sum()) for k in (9, 6, 3)] == [9, 6, 3]
         assert all(sel.info[k] == v for k, v in kw.items())
+        if "loss_below" in kw:  # every round measured its multi-head clusters' candidates
+            assert sel.info["loss_evaluations"] > 0 and sel.info["timings"]["representative_loss_s"] > 0
     with pytest.raises(ValueError, match="round_fraction"):
         CAHP(m, ad, data, round_fraction=0.0)

@@ -3,13 +3,16 @@
 1. Signatures: every head's attention distributions over real tokens of the calibration split,
    reduced to the (N, N) mean-JSD head graph across *all* layers (:mod:`.signatures`, :mod:`.distance`).
 2. Clustering of that graph into k groups of behaviourally similar heads (:mod:`.graph`); per group
-   keep the most salient head (salience: E|dL/dm_h| through the soft mask, :mod:`.salience`). Kept
-   heads can come from any layer: the layer budget is not fixed in advance.
+   keep the most salient head (salience: E|dL/dm_h| through the soft mask, :mod:`.salience`, with L
+   measured against the dense model's own labels by default). Kept heads can come from any layer: the
+   layer budget is not fixed in advance.
 3. ``schedule="iterative"`` (default): walk k down from all heads in rounds of ``step_fraction`` of
    the heads; each round re-computes salience with the current mask applied and re-clusters only the
    heads still kept, so a head is dropped only when a behaviourally close, more salient head stays
-   to stand in for it. ``schedule="oneshot"`` clusters all heads once per k with full-model salience
-   (the plain reading of the method; kept for comparison).
+   to stand in for it. Rounds after the first may use a rotating share of the calibration batches
+   (``round_fraction``; 0.5 in :class:`~cahp_edge.prune.PruneOptions`). ``schedule="oneshot"``
+   clusters all heads once per k with full-model salience (the plain reading of the method; kept for
+   comparison).
 4. The k sweep and the knee (:mod:`.sweep`, :mod:`.knee`) pick k when no budget is given.
 """
 
@@ -73,6 +76,7 @@ class CAHP(_Base):
         self._targets: list[torch.Tensor] | None = None
         # representative chosen by measured calibration loss once at most loss_below * N heads remain
         self.loss_below, self.loss_examples = loss_below, loss_examples
+        self._loss_batches: Batches | None = None
         self.info.update(
             {
                 "clustering": clustering,
@@ -160,13 +164,13 @@ class CAHP(_Base):
         self, ids: np.ndarray, labels: np.ndarray, sal: np.ndarray, k: int
     ) -> list[int]:
         """Per cluster with several heads, keep the member whose survival (the cluster's other members
-        removed, every other cluster untouched) gives the lowest cross-entropy on a fixed strided share
-        of the calibration batches. Single-head clusters keep their head; clusters are decided
+        removed, every other cluster untouched) gives the lowest cross-entropy (gold labels) on a fixed
+        strided share of the calibration batches. Single-head clusters keep their head; clusters are decided
         independently, so one round costs one forward pass of that share per candidate head."""
         from cahp_edge.prune.salience import masked_eval
 
         t0 = (time.perf_counter(), time.process_time())
-        if not hasattr(self, "_loss_batches"):
+        if self._loss_batches is None:
             items = self.data.calib.items
             stride = max(1, round(self.data.calib.num_examples / max(1, self.loss_examples)))
             self._loss_batches = Batches(items[::stride])

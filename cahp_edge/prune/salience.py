@@ -1,8 +1,9 @@
 """Gradient salience of heads through the soft mask, and masked-model accuracy / loss.
 
 Salience of head h under mask m: E_batches |dL/dm_h| (Michel et al. 2019's importance score), with L
-the cross-entropy on the calibration labels and the gradient taken at the *current* mask, so heads
-already removed see the mask they live in. Removed heads get salience 0.
+the cross-entropy on the calibration labels (or on given per-batch targets, e.g. the dense model's own
+predictions) and the gradient taken at the *current* mask, so heads already removed see the mask they
+live in. Removed heads get salience 0. ``kind="fisher"``: E_x (dL_x/dm_h)^2 instead (Kwon et al. 2022).
 """
 
 from __future__ import annotations
