@@ -156,7 +156,8 @@ def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress |
         **kw,
     )
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
-    plan = select_heads(lm.model, lm.adapter, sel, po, sources)
+    tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
+    plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick)
     plan.meta["model"] = {"source_hash": lm.source_hash}
     dist = plan.meta.pop("_distance", None)
     with atomic_dir(art) as tmp:

@@ -78,8 +78,14 @@ def test_iterative_cahp_is_nested(setup):
 
 def test_knee_plan_meta(setup):
     m, ad, data = setup
-    plan = select_heads(m, ad, data, PruneOptions(method="cahp", degree=2, floor=2))
+    ticks = []
+    plan = select_heads(m, ad, data, PruneOptions(method="cahp", degree=2, floor=2),
+                        progress=lambda *t: ticks.append(t))
     meta = plan.meta
+    # progress for the build's bar: selection first, then one tick per evaluated head count
+    assert ticks[0] == ("select heads", 0, 1) and ticks.index(("select heads", 1, 1)) < ticks.index(
+        ("knee sweep", 0, len(meta["curve"])))
+    assert ticks[-1] == ("knee sweep", len(meta["curve"]), len(meta["curve"]))
     assert meta["budget_source"] == "knee" and plan.total_kept == meta["k_star"]
     assert next(p["heads"] for p in meta["curve"]) == 12 and len(meta["fit_coefficients"]) == 3
     assert meta["k_star"] in [p["heads"] for p in meta["curve"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -153,8 +154,13 @@ def select_heads(
     data: SelectionData,
     options: PruneOptions,
     sources: dict | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> HeadPlan:
-    """Choose the heads to keep; returns a plan whose ``meta`` documents how (see module doc)."""
+    """Choose the heads to keep; returns a plan whose ``meta`` documents how (see module doc).
+
+    ``progress(task, done, total)``: "select heads" while the selector works (one step: the selector
+    has no finer hook), then "knee sweep" per evaluated head count.
+    """
     t_start = time.perf_counter()
     index = HeadIndex(adapter.heads_per_layer(model))
     if len(set(index.heads_per_layer)) != 1:
@@ -174,8 +180,11 @@ def select_heads(
         "seed": options.seed,
         "selection_accuracy_dense": dense_acc,
     }
+    tick = progress or (lambda *_: None)
+    tick("select heads", 0, 1)
     if budget is not None:
         masks = sel.masks([budget])
+        tick("select heads", 1, 1)
         k_star = budget
         acc, loss = masked_eval(model, adapter, data.select, masks[budget])
         meta.update(
@@ -187,7 +196,12 @@ def select_heads(
     else:
         floor = options.floor or max(1, n // 16)
         grid = default_grid(n, floor, options.grid_points)
-        sw = run_sweep(sel, model, adapter, data.select, grid)
+        def swept(done: int, total: int) -> None:
+            if done == 0:
+                tick("select heads", 1, 1)  # masks come before the first evaluation
+            tick("knee sweep", done, total)
+
+        sw = run_sweep(sel, model, adapter, data.select, grid, progress=swept)
         ks = [p.k for p in sw.points]
         accs = [100.0 * p.accuracy for p in sw.points]
         knee = find_knee(ks, accs, options.degree, options.max_drop if options.max_drop is not None else None)

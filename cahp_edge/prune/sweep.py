@@ -9,6 +9,7 @@ one descent. The sweep evaluates each mask's accuracy on the *selection* split a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -101,12 +102,18 @@ def default_grid(n: int, floor: int, points: int = 16) -> list[int]:
 
 
 def run_sweep(
-    selector: Selector, model: nn.Module, adapter: Adapter, select: Batches, grid: list[int]
+    selector: Selector, model: nn.Module, adapter: Adapter, select: Batches, grid: list[int],
+    progress: Callable[[int, int], None] | None = None,
 ) -> Sweep:
+    """Masks for every grid count, then the selection accuracy under each; ``progress(done, total)``."""
     t0 = time.perf_counter()
     masks = selector.masks(sorted(set(grid), reverse=True))
     pts = []
-    for k in sorted(masks, reverse=True):
+    for i, k in enumerate(sorted(masks, reverse=True)):
+        if progress is not None:
+            progress(i, len(masks))
         acc, loss = masked_eval(model, adapter, select, masks[k])
         pts.append(SweepPoint(k, acc, loss))
+    if progress is not None:
+        progress(len(masks), len(masks))
     return Sweep(pts, masks, time.perf_counter() - t0)
