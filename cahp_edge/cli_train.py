@@ -24,6 +24,12 @@ _Text = Annotated[
 ]
 _Pair = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column (pair tasks).")]
 _Label = Annotated[str | None, typer.Option("--label-column", help="Label column.")]
+_Batch = Annotated[int, typer.Option(help="Batch size per process.")]
+_MaxLen = Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")]
+_Cpu = Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")]
+_Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty --out.")]
+_Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")]
 
 
 def _progress(quiet: bool, what: str):
@@ -65,16 +71,16 @@ def finetune(
     eval_data: _Eval = None,
     epochs: Annotated[float, typer.Option(help="Training epochs (fractions allowed).")] = 1.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, linear decay).")] = 5e-5,
-    batch_size: Annotated[int, typer.Option(help="Batch size per process.")] = 32,
-    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 128,
+    batch_size: _Batch = 32,
+    max_length: _MaxLen = 128,
     seed: Annotated[int, typer.Option(help="Seed for the classifier init, dropout and batch order.")] = 0,
     text_column: _Text = None,
     text_pair_column: _Pair = None,
     label_column: _Label = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")] = False,
+    cpu: _Cpu = False,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
 ) -> None:
     """Turn a base encoder into a classifier for the labels in --data; report accuracy on --eval."""
     from cahp_edge.finetune import finetune as run
@@ -113,18 +119,18 @@ def recover(
     eval_data: _Eval = None,
     epochs: Annotated[float, typer.Option(help="Recovery epochs (fractions allowed).")] = 1.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
-    batch_size: Annotated[int, typer.Option(help="Batch size per process.")] = 32,
-    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 128,
+    batch_size: _Batch = 32,
+    max_length: _MaxLen = 128,
     alpha: Annotated[float, typer.Option(help="Weight of the distillation loss (with --teacher).")] = 0.5,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
     seed: Annotated[int, typer.Option(help="Seed for dropout and batch order.")] = 0,
     text_column: _Text = None,
     text_pair_column: _Pair = None,
     label_column: _Label = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")] = False,
+    cpu: _Cpu = False,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
 ) -> None:
     """Fine-tune a pruned model once to recover accuracy (optionally distilling the dense model)."""
     from cahp_edge.fsutil import check_output_dir
