@@ -155,10 +155,7 @@ class CAHP(_Base):
         for c in sorted(set(labels.tolist())):
             members = ids[labels == c]
             kept.append(int(members[_stable_desc(sal[members])[0]]))
-        if len(kept) < k:
-            rest = [int(h) for h in ids[_stable_desc(sal[ids])] if int(h) not in set(kept)]
-            kept += rest[: k - len(kept)]
-        return sorted(kept[:k])
+        return _fill(kept, ids, sal, k)
 
     def _representatives_by_loss(
         self, ids: np.ndarray, labels: np.ndarray, sal: np.ndarray, k: int
@@ -190,10 +187,7 @@ class CAHP(_Base):
             kept.append(int(members[int(np.argmin(losses))]))
             self.info["loss_evaluations"] = self.info.get("loss_evaluations", 0) + len(members)
         self._time("representative_loss_s", t0)
-        if len(kept) < k:
-            rest = [int(h) for h in ids[_stable_desc(sal[ids])] if int(h) not in set(kept)]
-            kept += rest[: k - len(kept)]
-        return sorted(kept[:k])
+        return _fill(kept, ids, sal, k)
 
     # ---- Selector ----------------------------------------------------------------------------------
     def masks(self, counts: list[int]) -> dict[int, torch.Tensor]:
@@ -240,3 +234,12 @@ class CAHP(_Base):
         self.info["salience"] = first_sal.tolist()
         self.info["rounds"] = rounds
         return out
+
+
+def _fill(kept: list[int], ids: np.ndarray, sal: np.ndarray, k: int) -> list[int]:
+    """Exactly k heads: when the clustering returned fewer than k groups, the most salient remaining
+    heads fill the budget."""
+    if len(kept) < k:
+        taken = set(kept)
+        kept = kept + [int(h) for h in ids[_stable_desc(sal[ids])] if int(h) not in taken][: k - len(kept)]
+    return sorted(kept[:k])
