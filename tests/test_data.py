@@ -19,14 +19,7 @@ from cahp_edge.data import (
 )
 from cahp_edge.errors import DataError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread is fastest, and on a busy 2-core box extra threads spin against each other
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write(p, text, enc="utf-8"):

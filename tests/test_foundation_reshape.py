@@ -24,13 +24,7 @@ FAMILIES = sorted(TINY_CONFIGS)
 ATOL = 1e-5  # the bar for masked dense vs reshaped logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the CI box has 2 cores shared with other jobs; tiny models gain nothing from more threads
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _plans(heads: list[int]) -> dict[str, torch.Tensor]:
