@@ -254,7 +254,7 @@ def model_card(ctx: ReportContext) -> str:
 def _session_lines(t) -> list[str]:
     """How to open the model with the session settings the numbers above were measured with."""
     threads = f"so.intra_op_num_threads = {t.threads}\n" if t.threads else ""
-    disabled = getattr(t, "disabled_optimizers", None) or []
+    disabled = t.disabled_optimizers
     kw = f", disabled_optimizers={disabled!r}" if disabled else ""
     lines = ["## Running it", "", "```python", "import onnxruntime as ort", "",
              f"so = ort.SessionOptions()\n{threads}sess = ort.InferenceSession("

@@ -72,3 +72,11 @@ def test_html_and_card_show_verdicts_and_numbers():
     assert "knee of the degree-3 fit at k=5, kept 6 (next sweep point)" in card
     assert "| pruned + quantized (shipped) | 0.8700 | 4.00 | 4.80 | 6.00 | 22.0 | 200 |" in card
     assert "## Budgets: fail" in card
+    # the session line the numbers were measured with: plain for rpi5, with the rewrite off for x86
+    assert "providers=['CPUExecutionProvider'])" in card and "disabled_optimizers" not in card
+    import dataclasses
+
+    x86 = dataclasses.replace(ctx, target=load_target("x86-64-avx512-vnni"))
+    card = report.model_card(x86)
+    assert "so.intra_op_num_threads = 4\n" in card
+    assert "disabled_optimizers=['SkipLayerNormFusion'])" in card

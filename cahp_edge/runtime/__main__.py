@@ -65,15 +65,19 @@ def _human(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _names(text: str | None) -> list[str]:
+    """A comma-separated option as a list, blanks dropped."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         from .profile import Settings, profile_package  # needs numpy: a device may lack it
     except ModuleNotFoundError as e:
         return _missing(e, args)
-    providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
-    disabled = None if args.disabled_optimizers is None else \
-        [n.strip() for n in args.disabled_optimizers.split(",") if n.strip()]
+    providers = _names(args.providers) or None  # "" = the target's providers
+    disabled = None if args.disabled_optimizers is None else _names(args.disabled_optimizers)  # "" = none
     s = Settings(threads=args.threads, batch=args.batch, seq_len=args.seq_len, warmup=args.warmup,
                  runs=args.runs, eval_batch_size=args.eval_batch_size, limit=args.limit, data=args.data,
                  fmt=args.fmt, latency=not args.no_latency, operators=not args.no_operators,
