@@ -11,6 +11,7 @@ Prints a markdown report (docs/bench-quality.md is written from it).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
@@ -37,7 +38,7 @@ def main() -> None:
     ap.add_argument("--clustering", default="spectral")
     ap.add_argument("--random-draws", type=int, default=3)
     ap.add_argument("--recover-epochs", type=float, default=0.0)
-    ap.add_argument("--recover-methods", default="cahp,michel")
+    ap.add_argument("--recover-methods", default="cahp,michel", help="methods; dense = recipe control")
     ap.add_argument("--recover-seed", type=int, default=None, help="recovery seed (default: --seed)")
     ap.add_argument("--recover-heads", default="", help="e.g. knee,24,9 (default: knee)")
     ap.add_argument("--out", default="/tmp/cahp-quality.json")
@@ -175,14 +176,19 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
     out = []
     heads = [k_star if h == "knee" else int(h) for h in a.recover_heads.split(",") if h] or [k_star]
     for method, k in [(mt, k) for mt in a.recover_methods.split(",") for k in heads]:
-        r = next(
-            (r for r in rows if r["method"] == method and r["heads"] == k and r["draw"] in (None, 0)),
-            None,
-        )
-        if r is None:
-            continue
         t0 = time.perf_counter()
-        pruned = reshape(lm.model, HeadPlan.from_mask(r["mask"]), lm.adapter)
+        if method == "dense":  # control: the same recovery recipe on the unpruned model (all heads)
+            if k != heads[0]:
+                continue
+            k, pruned = sum(lm.heads_per_layer), copy.deepcopy(lm.model)
+        else:
+            r = next(
+                (r for r in rows if r["method"] == method and r["heads"] == k and r["draw"] in (None, 0)),
+                None,
+            )
+            if r is None:
+                continue
+            pruned = reshape(lm.model, HeadPlan.from_mask(r["mask"]), lm.adapter)
         model, _res = recover(
             pruned,
             lm.tokenizer,

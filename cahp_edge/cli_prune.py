@@ -55,9 +55,10 @@ def _selection_data(lm, ds, calib_size: int, select_size: int, seed: int, max_le
 
 def write_plan_dir(tmp: Path, plan, sel_info_dist=None) -> list[str]:
     from cahp_edge import plots
+    from cahp_edge.plan import PLAN_FILE
 
-    plan.save(tmp / "plan.json")
-    files = ["plan.json"]
+    plan.save(tmp / PLAN_FILE)
+    files = [PLAN_FILE]
     if plots.curve(tmp / "curve.png", plan.meta):
         files.append("curve.png")
     plots.heads(tmp / "heads.png", plan.mask(), f"{plan.meta.get('method', '')} kept heads")

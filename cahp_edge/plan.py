@@ -17,6 +17,7 @@ from typing import Any
 from cahp_edge.errors import PlanError
 
 FORMAT = "cahp-head-plan/1"
+PLAN_FILE = "plan.json"  # what `cahp-edge prune --out DIR` writes in DIR
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ class HeadPlan:
     @classmethod
     def load(cls, path: str | Path) -> HeadPlan:
         p = Path(path)
+        if p.is_dir() and (p / PLAN_FILE).is_file():  # the folder `cahp-edge prune --out` wrote
+            p = p / PLAN_FILE
         if not p.is_file():
             raise PlanError(f"plan file not found: {p}", "",
-                            "pass the plan.json written by `cahp-edge prune`")
+                            "pass the plan.json written by `cahp-edge prune` (or its --out folder)")
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

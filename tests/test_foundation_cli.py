@@ -281,3 +281,19 @@ def test_real_process_stderr_is_one_line(ckpt, tmp_path):
                        text=True, env=env, timeout=120)
     assert_one_line_failure(r.returncode, r.stderr, 1, "corrupt or truncated")
     assert r.stdout == ""
+
+
+def test_plan_folder_from_prune_is_accepted(ckpt, tmp_path, capsys):
+    """`prune --out DIR` writes DIR/plan.json; `reshape --plan DIR` takes that folder as it is."""
+    plan_dir = tmp_path / "plan"
+    plan_dir.mkdir()
+    write(plan_dir / "plan.json", PLAN)
+    rc, out, err = cli(capsys, "reshape", "--model", ckpt, "--plan", plan_dir, "--out", tmp_path / "o",
+                       "--json")
+    assert rc == 0, err
+    assert json.loads(out)["heads_per_layer"] == [2, 0, 3]
+    (tmp_path / "empty").mkdir()
+    rc, _, err = cli(capsys, "reshape", "--model", ckpt, "--plan", tmp_path / "empty",
+                     "--out", tmp_path / "o2")
+    assert_one_line_failure(rc, err, 1, "plan file not found")
+    assert not (tmp_path / "o2").exists()
