@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--recover-methods", default="cahp,michel", help="methods; dense = recipe control")
     ap.add_argument("--recover-seed", type=int, default=None, help="recovery seed (default: --seed)")
     ap.add_argument("--recover-heads", default="", help="e.g. knee,24,9 (default: knee)")
+    ap.add_argument("--recover-train", default=None, help="recovery training data (default: --train)")
     ap.add_argument("--out", default="/tmp/cahp-quality.json")
     ap.add_argument("--methods", default=",".join(BASELINES), help="baselines to run (CAHP always runs)")
     ap.add_argument("--k-star", type=int, default=None, help="skip CAHP and use this knee (split runs)")
@@ -172,7 +173,7 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
     from cahp_edge.plan import HeadPlan
     from cahp_edge.reshape import reshape
 
-    train = load_dataset(a.train)
+    train = load_dataset(a.recover_train or a.train)
     out = []
     heads = [k_star if h == "knee" else int(h) for h in a.recover_heads.split(",") if h] or [k_star]
     for method, k in [(mt, k) for mt in a.recover_methods.split(",") for k in heads]:
@@ -206,6 +207,7 @@ def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
                 "seconds": time.perf_counter() - t0,
                 "epochs": a.recover_epochs,
                 "seed": a.seed if a.recover_seed is None else a.recover_seed,
+                "train": str(a.recover_train or a.train),
             }
         )
         print(f"recovered {method}@{k}: dev {100 * acc:.1f}", flush=True)
