@@ -67,6 +67,17 @@ def test_real_rows_drops_padding_queries_and_keys():
     assert torch.allclose(rows.sum(-1), torch.ones(3, 5))
 
 
+def test_real_rows_column_selection_equals_slicing_first():
+    # collect() passes the all-padding columns to drop instead of slicing every layer beforehand
+    g = torch.Generator().manual_seed(0)
+    atts = [torch.softmax(torch.randn(2, h, 5, 5, generator=g), -1) for h in (3, 0, 2)]  # a zero-head layer
+    mask = torch.tensor([[0, 1, 1, 0, 0], [0, 1, 1, 1, 0]])  # left and right padding
+    cols = mask.bool().any(0)
+    got = real_rows(atts, mask, cols)
+    want = real_rows([a[:, :, cols][..., cols] for a in atts], mask[:, cols])
+    assert got.shape == (5, 5, 3) and torch.equal(got, want)
+
+
 def _padded(batch: dict, extra: int, pad_id: int) -> dict:
     b, _t = batch["input_ids"].shape
     ids = torch.cat([batch["input_ids"], torch.full((b, extra), pad_id)], 1)

@@ -31,18 +31,30 @@ class HeadSignatures:
     predictions: list[torch.Tensor] | None = None
 
 
-def real_rows(attentions: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+def real_rows(
+    attentions: list[torch.Tensor], attention_mask: torch.Tensor, cols: torch.Tensor | None = None
+) -> torch.Tensor:
     """Stack per-layer maps into (N, R, T) rows of real queries over real keys (renormalised).
 
-    attentions: per layer (B, H_l, T, T); attention_mask: (B, T) with 1 for real tokens.
+    attentions: per layer (B, H_l, T0, T0); attention_mask: (B, T0) with 1 for real tokens; cols: (T0,)
+    bool positions to keep (default: all), T = cols.sum(). Layers are copied one at a time into one
+    (B, N, T, T) buffer and normalised in place: that buffer is the largest allocation of the signature
+    pass (BERT-large, batch 32, T 128: 0.8 GB), so no second full-size copy is made.
     """
-    att = torch.cat([a.float() for a in attentions], dim=1)  # (B, N, T, T)
-    keys = attention_mask.to(att.dtype)[:, None, None, :]  # (B, 1, 1, T)
-    att = att * keys
+    if cols is not None:
+        attention_mask = attention_mask[:, cols]
+    b, t = attention_mask.shape
+    n = sum(int(a.shape[1]) for a in attentions)
+    att = torch.empty(b, n, t, t, dtype=torch.float32, device=attention_mask.device)
+    o = 0
+    for a in attentions:
+        h = int(a.shape[1])
+        att[:, o : o + h] = a if cols is None else a[:, :, cols][..., cols]
+        o += h
+    att.mul_(attention_mask.to(att.dtype)[:, None, None, :])  # zero padded keys
     # softmax already puts ~0 on padded keys; renormalising makes the restriction exact
-    att = att / att.sum(-1, keepdim=True).clamp_min(1e-30)
-    q_real = attention_mask.bool()  # (B, T)
-    return att.permute(1, 0, 2, 3)[:, q_real]  # (N, R, T)
+    att.div_(att.sum(-1, keepdim=True).clamp_min(1e-30))
+    return att.permute(1, 0, 2, 3)[:, attention_mask.bool()]  # (N, R, T)
 
 
 @torch.no_grad()
@@ -66,7 +78,10 @@ def collect(model: nn.Module, batches: Batches, device: torch.device | str | Non
         mask = b["attention_mask"]
         # drop positions that are padding in every row (any padding side) so T is the real max length
         cols = mask.bool().any(0)
-        acc.add(real_rows([a[:, :, cols][..., cols] for a in atts], mask[:, cols]))
+        rows = real_rows(atts, mask, None if bool(cols.all()) else cols)
+        del out, atts  # the model's own maps are no longer needed while the pairs are reduced
+        acc.add(rows)
+        del rows
         examples += int(mask.shape[0])
     if acc is None:
         raise ValueError("no calibration batches")
