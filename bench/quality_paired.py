@@ -28,12 +28,11 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
-    from scipy.stats import binomtest
-
     from cahp_edge.data import align_labels, load_dataset
-    from cahp_edge.mask import HeadMask
     from cahp_edge.modeling import load_model
-    from cahp_edge.prune.batches import from_dataset, model_inputs
+    from cahp_edge.prune.batches import from_dataset
+    from cahp_edge.prune.compare import mcnemar
+    from cahp_edge.prune.salience import masked_outcomes
 
     res = json.loads(Path(a.result).read_text())
     lm = load_model(a.model, require_classifier=True)
@@ -41,19 +40,15 @@ def main() -> None:
     batches = from_dataset(lm.tokenizer, dev, 128, 64)
 
     def correct(mask) -> torch.Tensor:  # (N,) bool, dev order
-        out = []
-        with torch.no_grad(), HeadMask(lm.model, lm.adapter, values=torch.tensor(mask, dtype=torch.float32)):
-            for b in batches:
-                out.append(lm.model(**model_inputs(b)).logits.argmax(-1) == b["labels"])
-        return torch.cat(out)
+        return masked_outcomes(lm.model, lm.adapter, batches, torch.tensor(mask, dtype=torch.float32))[0]
 
     rows = {(r["method"], r["heads"]): r for r in res["rows"] if r["draw"] in (None, 0)}
     for k in [int(h) for h in a.heads.split(",")]:
         c = correct(rows[("cahp", k)]["mask"])
         for m in [x for x in a.against.split(",") if (x, k) in rows]:
             o = correct(rows[(m, k)]["mask"])
-            only_c, only_o = int((c & ~o).sum()), int((~c & o).sum())
-            p = binomtest(only_c, only_c + only_o).pvalue if only_c + only_o else 1.0
+            t = mcnemar(c, o)
+            only_c, only_o, p = t["only_reference"], t["only_this"], t["mcnemar_p"]
             print(
                 f"{k} heads: cahp {int(c.sum())} vs {m} {int(o.sum())} of {len(c)}; "
                 f"cahp-only {only_c}, {m}-only {only_o}, McNemar exact p = {p:.2f}",

@@ -223,9 +223,20 @@ def test_compare_table_csv_plot(tiny_dir, sst, tmp_path, run):
         str(out),
     )
     assert r.returncode == 0, r.stderr
-    assert "cahp" in r.stdout and "michel" in r.stdout
+    assert "cahp" in r.stdout and "michel" in r.stdout and "exact McNemar p" in r.stdout
     rows = (out / "compare.csv").read_text().strip().splitlines()
     assert rows[0].startswith("method,heads") and len(rows) == 1 + 3 * 2
+    # paired with the first method on the same eval examples: the counts explain the accuracy gap
+    res = json.loads((out / "compare.json").read_text())
+    n_eval = len((sst / "dev.txt").read_text().strip().splitlines())
+    by = {(x["method"], x["heads"]): x for x in res["rows"]}
+    for (m, k), x in by.items():
+        if m == "cahp":
+            assert "vs_reference" not in x
+            continue
+        assert x["vs_reference"] == "cahp" and 0.0 <= x["mcnemar_p"] <= 1.0
+        gap = (x["only_this"] - x["only_reference"]) / n_eval
+        assert abs((x["eval_accuracy"] - by[("cahp", k)]["eval_accuracy"]) - gap) < 1e-9
     assert (out / "compare.png").stat().st_size > 0
     r = run(
         "compare",
@@ -250,3 +261,16 @@ def test_cli_cahp_defaults_match_prune_options():
     o = PruneOptions()
     assert (o.salience_kind, o.salience_labels) == (cli_prune._SALIENCE, cli_prune._SALIENCE_LABELS)
     assert (o.round_fraction, o.loss_below) == (cli_prune._ROUND_FRACTION, cli_prune._LOSS_BELOW)
+
+
+def test_mcnemar_counts_and_exact_p():
+    import torch
+
+    from cahp_edge.prune.compare import mcnemar
+
+    ref = torch.tensor([True] * 6 + [False, True, False])
+    other = torch.tensor([False] * 6 + [False, True, True])
+    r = mcnemar(ref, other)
+    assert (r["only_reference"], r["only_this"]) == (6, 1)
+    assert abs(r["mcnemar_p"] - 2 * 8 / 2**7) < 1e-12  # P(X <= 1 or X >= 6), X ~ Bin(7, 1/2)
+    assert mcnemar(ref, ref)["mcnemar_p"] == 1.0  # no discordant pairs: no evidence either way

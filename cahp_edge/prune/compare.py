@@ -1,4 +1,10 @@
-"""Methods x budgets: masked accuracy on the selection and evaluation splits (`cahp-edge compare`)."""
+"""Methods x budgets: masked accuracy on the selection and evaluation splits (`cahp-edge compare`).
+
+Every method is also compared with the first one listed (the reference, CAHP by default) on the same
+evaluation examples: examples only the reference gets right, examples only the other method gets
+right, and the exact two-sided McNemar p-value (binomial test on those discordant pairs). On a few
+hundred examples, accuracy gaps of a point or two are often noise; the p-value says so.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from cahp_edge.arch import Adapter
 from cahp_edge.prune import PruneOptions, make_selector, versions
 from cahp_edge.prune.batches import Batches
-from cahp_edge.prune.salience import masked_eval
+from cahp_edge.prune.salience import masked_eval, masked_outcomes
 from cahp_edge.prune.sweep import HeadIndex, SelectionData
 
 FIELDS = (
@@ -26,7 +33,24 @@ FIELDS = (
     "eval_loss",
     "heads_per_layer",
     "selection_s",
+    "vs_reference",
+    "only_reference",
+    "only_this",
+    "mcnemar_p",
 )
+
+
+def mcnemar(ref: torch.Tensor, other: torch.Tensor) -> dict:
+    """Exact McNemar test of two classifiers' (N,) bool correctness on the same examples."""
+    from scipy.stats import binomtest
+
+    only_ref, only_this = int((ref & ~other).sum()), int((~ref & other).sum())
+    n = only_ref + only_this
+    return {
+        "only_reference": only_ref,
+        "only_this": only_this,
+        "mcnemar_p": float(binomtest(only_ref, n).pvalue) if n else 1.0,
+    }
 
 
 def run_compare(
@@ -44,6 +68,7 @@ def run_compare(
     dense_sel = masked_eval(model, adapter, data.select)[0]
     dense_eval, dense_loss = masked_eval(model, adapter, eval_batches)
     rows = []
+    correct: dict[tuple[str, int], torch.Tensor] = {}  # (method, heads) -> (N,) bool on the eval split
     for method in methods:
         t0 = time.perf_counter()
         sel = make_selector(
@@ -54,7 +79,8 @@ def run_compare(
         for k in sorted(masks, reverse=True):
             m = masks[k]
             acc_sel = masked_eval(model, adapter, data.select, m)[0]
-            acc_ev, loss_ev = masked_eval(model, adapter, eval_batches, m)
+            correct[(method, k)], loss_ev = masked_outcomes(model, adapter, eval_batches, m)
+            acc_ev = int(correct[(method, k)].sum()) / max(1, len(correct[(method, k)]))
             per_layer = [int(v) for v in m.sum(1).tolist()]
             rows.append(
                 {
@@ -69,6 +95,9 @@ def run_compare(
                     "kept": [[h for h in range(len(r)) if r[h] > 0.5] for r in m.tolist()],
                 }
             )
+            ref = (methods[0], k)
+            if method != methods[0] and ref in correct:
+                rows[-1].update({"vs_reference": methods[0], **mcnemar(correct[ref], correct[(method, k)])})
         if progress:
             best = ", ".join(
                 f"{r['heads']}:{100 * r['eval_accuracy']:.1f}" for r in rows if r["method"] == method
@@ -105,6 +134,20 @@ def table_text(res: dict) -> str:
                 f"{100 * by[(m, k)]['eval_accuracy']:>9.1f}" if (m, k) in by else f"{'-':>9}" for k in budgets
             )
         )
+    paired = [r for r in res["rows"] if r.get("vs_reference")]
+    if paired:
+        ref = paired[0]["vs_reference"]
+        lines += ["", f"paired with {ref} on the same eval examples: exact McNemar p "
+                  f"(examples only {ref} gets right / only the method gets right)"]
+        for m in [m for m in res["methods"] if m != ref]:
+            cells = []
+            for k in budgets:
+                r = by.get((m, k))
+                cells.append(
+                    f"{r['mcnemar_p']:.2f} ({r['only_reference']}/{r['only_this']})".rjust(16)
+                    if r and r.get("vs_reference") else f"{'-':>16}"
+                )
+            lines.append(f"{m:<10}" + "".join(cells))
     return "\n".join(lines)
 
 

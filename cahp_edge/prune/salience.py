@@ -111,20 +111,28 @@ def dense_predictions(model: nn.Module, batches: Batches) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def masked_eval(
+def masked_outcomes(
     model: nn.Module, adapter: Adapter, batches: Batches, mask: torch.Tensor | None = None
-) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of the model with heads silenced by ``mask``."""
+) -> tuple[torch.Tensor, float]:
+    """((N,) bool correct per example in ``batches`` order, mean cross-entropy) with ``mask`` applied."""
     dev = _device(model)
-    correct, loss, n = 0, 0.0, 0
+    correct, loss, n = [], 0.0, 0
     with HeadMask(model, adapter, values=mask):
         for batch in batches:
             b = {k: v.to(dev) for k, v in batch.items()}
             logits = model(**model_inputs(b)).logits
-            correct += int((logits.argmax(-1) == b["labels"]).sum())
+            correct.append((logits.argmax(-1) == b["labels"]).cpu())
             loss += float(F.cross_entropy(logits, b["labels"], reduction="sum"))
             n += int(b["labels"].shape[0])
-    return correct / max(1, n), loss / max(1, n)
+    return (torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)), loss / max(1, n)
+
+
+def masked_eval(
+    model: nn.Module, adapter: Adapter, batches: Batches, mask: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of the model with heads silenced by ``mask``."""
+    correct, loss = masked_outcomes(model, adapter, batches, mask)
+    return int(correct.sum()) / max(1, len(correct)), loss
 
 
 def masked_accuracy(
