@@ -25,6 +25,7 @@ from cahp_edge import build_stages as st
 from cahp_edge.build_config import BuildOptions
 from cahp_edge.cache import BuildCache, StageRecord, build_lock, canonical, code_version
 from cahp_edge.errors import UsageError
+from cahp_edge.plan import PLAN_FILE
 
 
 class Events:
@@ -202,7 +203,7 @@ def build_locked(
     shape = run(
         "reshape",
         {**base, "plan": prune.tree},
-        lambda a: st.reshape(a, src.model_dir, prune.path / "plan.json", opts),
+        lambda a: st.reshape(a, src.model_dir, prune.path / PLAN_FILE, opts),
         _reshape_line,
     )
     model = shape

@@ -14,6 +14,7 @@ from typing import Any
 
 from cahp_edge.cache import StageRecord, code_version
 from cahp_edge.errors import PackageError
+from cahp_edge.plan import PLAN_FILE
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -181,7 +182,7 @@ def make_release(
 
     prune, shape = stages["prune"], stages["reshape"]
     export_dir = stages[f"export:{target.opset}"].path
-    plan = json.loads((prune.path / "plan.json").read_text(encoding="utf-8"))
+    plan = json.loads((prune.path / PLAN_FILE).read_text(encoding="utf-8"))
     splits = json.loads((stages["data"].path / "splits.json").read_text(encoding="utf-8"))
     metrics_doc = {
         "target": target.name,
