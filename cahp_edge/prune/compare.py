@@ -21,7 +21,7 @@ from torch import nn
 from cahp_edge.arch import Adapter
 from cahp_edge.prune import PruneOptions, make_selector, versions
 from cahp_edge.prune.batches import Batches
-from cahp_edge.prune.salience import masked_eval, masked_outcomes
+from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
 from cahp_edge.prune.sweep import HeadIndex, SelectionData
 
 FIELDS = (
@@ -80,7 +80,7 @@ def run_compare(
             m = masks[k]
             acc_sel = masked_eval(model, adapter, data.select, m)[0]
             correct[(method, k)], loss_ev = masked_outcomes(model, adapter, eval_batches, m)
-            acc_ev = int(correct[(method, k)].sum()) / max(1, len(correct[(method, k)]))
+            acc_ev = accuracy_of(correct[(method, k)])
             per_layer = [int(v) for v in m.sum(1).tolist()]
             rows.append(
                 {

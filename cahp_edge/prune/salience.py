@@ -132,7 +132,12 @@ def masked_eval(
 ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the model with heads silenced by ``mask``."""
     correct, loss = masked_outcomes(model, adapter, batches, mask)
-    return int(correct.sum()) / max(1, len(correct)), loss
+    return accuracy_of(correct), loss
+
+
+def accuracy_of(correct: torch.Tensor) -> float:
+    """Exact fraction of True in an (N,) bool tensor (0.0 when empty)."""
+    return int(correct.sum()) / max(1, len(correct))
 
 
 def masked_accuracy(
