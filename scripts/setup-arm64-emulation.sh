@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/setup-arm64-emulation.sh ROOT
 #
-# Builds everything `cahp_edge.emulate` needs to run the aarch64 ONNX Runtime on an x86-64 Linux
+# Builds everything `cahp_edge.targets.emulate` needs to run the aarch64 ONNX Runtime on an x86-64 Linux
 # host under user-mode QEMU, inside ROOT (no root, binfmt or system apt changes needed):
 #   ROOT/qemu-aarch64   static user-mode QEMU from Debian 13's qemu-user (10.x). It fakes an ARM
 #                       /proc/cpuinfo itself; Debian 12's 7.2 lets ORT read the host's x86 cpuinfo

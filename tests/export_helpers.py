@@ -22,7 +22,7 @@ def uneven_plan(num_layers: int, heads: int):
 
 def pruned_tiny(family: str, seed: int = 0):
     from cahp_edge.arch import get_adapter
-    from cahp_edge.reshape import reshape
+    from cahp_edge.model.reshape import reshape
 
     m = tiny_model(family, seed=seed)
     ad = get_adapter(m.config)
@@ -32,8 +32,8 @@ def pruned_tiny(family: str, seed: int = 0):
 
 def exported(tmp_factory, family: str, optimized: bool = False) -> Path:
     """Folder of the exported (and optionally optimized) pruned tiny model, built once per session."""
-    from cahp_edge.export import export_onnx
-    from cahp_edge.optimize import optimize_onnx
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.deploy.optimize import optimize_onnx
 
     key = (family, optimized)
     if key not in _CACHE:
@@ -56,7 +56,7 @@ def random_examples(folder: Path, n: int = 128, seed: int = 3):
 
     import numpy as np
 
-    from cahp_edge.quantize_ops import Examples
+    from cahp_edge.deploy.quantize_ops import Examples
 
     meta = json.loads((Path(folder) / "cahp_onnx.json").read_text())
     vocab = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cahp_edge.cache import CACHE_DIR, BuildCache, build_lock, stage_key
+from cahp_edge.build.cache import CACHE_DIR, BuildCache, build_lock, stage_key
 from cahp_edge.errors import OutputError
 
 
@@ -85,7 +85,7 @@ def test_partials_cleaned_and_unused_pruned(tmp_path):
 def test_second_build_on_same_out_is_refused(tmp_path):
     holder = textwrap.dedent(f"""
         import sys, time
-        from cahp_edge.cache import build_lock
+        from cahp_edge.build.cache import build_lock
         with build_lock({str(tmp_path)!r}):
             print("locked", flush=True)
             time.sleep(60)
@@ -114,7 +114,7 @@ def test_workspace_sweeps_temporaries_a_signal_orphaned(tmp_path):
     # a signal between mkdtemp and the try that owns it orphans the folder; the workspace sweeps it
     import tempfile
 
-    from cahp_edge.pipeline import build_workspace
+    from cahp_edge.build.pipeline import build_workspace
 
     with pytest.raises(KeyboardInterrupt), build_workspace(tmp_path) as cache:
         cache.root.mkdir(parents=True, exist_ok=True)

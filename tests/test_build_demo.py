@@ -6,7 +6,8 @@ import json
 
 from build_tiny import make_checkpoint, make_data
 
-from cahp_edge import demo, package
+from cahp_edge.build import demo
+from cahp_edge.release import package
 
 
 def test_demo_finetunes_then_builds_and_resumes(tmp_path, monkeypatch):

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from build_tiny import TINY_CONFIG, make_checkpoint, make_data
 
-from cahp_edge import package
-from cahp_edge.build_config import make_options
-from cahp_edge.cache import CACHE_DIR
+from cahp_edge.build.cache import CACHE_DIR
+from cahp_edge.build.options import make_options
+from cahp_edge.build.pipeline import build
 from cahp_edge.fsutil import sha256_file
-from cahp_edge.modeling import checkpoint_hash
-from cahp_edge.pipeline import build
+from cahp_edge.model.load import checkpoint_hash
+from cahp_edge.release import package
 
 TARGETS = ["x86-64-avx2", "rpi5-arm64"]
 # files whose bytes depend only on the inputs (not on timings or the clock)

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from build_tiny import make_checkpoint, make_data
 
-from cahp_edge import build_stages, package
-from cahp_edge.build_config import make_options
+from cahp_edge.build import stages as build_stages
+from cahp_edge.build.options import make_options
+from cahp_edge.build.pipeline import build
 from cahp_edge.errors import OutputError, UsageError, ValidateError
 from cahp_edge.fsutil import sha256_file
-from cahp_edge.modeling import checkpoint_hash
-from cahp_edge.pipeline import build
+from cahp_edge.model.load import checkpoint_hash
+from cahp_edge.release import package
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = """
@@ -203,7 +204,9 @@ def test_cache_of_another_model_is_never_reused_and_failures_keep_the_release(ti
 def test_interrupt_in_a_python_caller_exits_130_keeping_the_interpreter(tiny, tmp_path, monkeypatch, capsys):
     # the `cahp-edge` program ends with os._exit(130) on Ctrl-C / SIGTERM; a Python caller of
     # cli.main(argv) must get SystemExit(130) instead, with its interpreter (and this test) alive
-    from cahp_edge import cli, pipeline
+    from cahp_edge import cli
+    from cahp_edge.build import pipeline
+    from cahp_edge.cli import app as cli_app
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -213,6 +216,6 @@ def test_interrupt_in_a_python_caller_exits_130_keeping_the_interpreter(tiny, tm
             "--out", str(tmp_path / "out"), "--target", "host", "--config", str(tiny / "fast.toml")]
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
-    assert e.value.code == 130 and cli.OWN_PROCESS is False
+    assert e.value.code == 130 and cli_app.OWN_PROCESS is False
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("interrupted:"), err

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from cahp_edge import report
-from cahp_edge.targets import load_target
+from cahp_edge.release import report
+from cahp_edge.targets.profile import load_target
 
 PLAN = {
     "num_heads": [4, 4, 4],

@@ -12,12 +12,11 @@ from cahp_edge.data import (
     align_labels,
     check_task,
     encode,
-    evaluate_accuracy,
     load_dataset,
     make_splits,
-    predict_logits,
 )
 from cahp_edge.errors import DataError
+from cahp_edge.model.evaluate import evaluate_accuracy, predict_logits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -265,11 +264,9 @@ def test_real_datasets(shared_data):
 
 
 def test_demo_data_is_shipped_and_balanced():
-    from pathlib import Path
+    from cahp_edge.data import DEMO_DATA as folder
 
-    import cahp_edge
-
-    folder = Path(cahp_edge.__file__).parent / "demo_data"
+    assert (folder / "sentiment_train.tsv").is_file()  # shipped as package data (pyproject)
     train, dev = load_dataset(folder, "train"), load_dataset(folder, "dev")
     assert train.label_names == dev.label_names == ["negative", "positive"]
     assert len(train) >= 400 and len(dev) >= 100 and not set(train.texts) & set(dev.texts)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cahp_edge.emulate import (
+from cahp_edge.errors import TargetError, ValidateError
+from cahp_edge.targets.emulate import (
     EMULATED_TIME_NOTE,
     ENV_ROOT,
     check_cpu,
@@ -22,7 +23,6 @@ from cahp_edge.emulate import (
     make_batches,
     run_host,
 )
-from cahp_edge.errors import TargetError, ValidateError
 
 # Tolerances, stated: fp32 ARM and x86 kernels differ only in the last bits (exp, GELU, LayerNorm and
 # summation order; ~3e-6 on these logits). int8 magnifies that: dynamic quantization rounds every

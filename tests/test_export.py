@@ -9,9 +9,9 @@ import onnx
 import pytest
 from export_helpers import FAMILIES, exported, pruned_tiny
 
+from cahp_edge.deploy.export import ONNX_FILE, export_onnx, load_reference, ort_logits, read_meta, session
+from cahp_edge.deploy.optimize import optimize_onnx
 from cahp_edge.errors import ExportError
-from cahp_edge.export import ONNX_FILE, export_onnx, load_reference, ort_logits, read_meta, session
-from cahp_edge.optimize import optimize_onnx
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -85,7 +85,7 @@ def test_truncated_onnx_is_one_error(tmp_path_factory, tmp_path):
 
 
 def test_external_data_beyond_protobuf_limit(tmp_path, monkeypatch):
-    import cahp_edge.export as ex
+    import cahp_edge.deploy.export as ex
 
     monkeypatch.setattr(ex, "TWO_GB", 0)  # pretend the model is over 2 GB
     model, _ = pruned_tiny("roberta")

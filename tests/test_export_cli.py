@@ -21,7 +21,7 @@ def _run(capsys, *args):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from cahp_edge.reshape import save_pruned
+    from cahp_edge.model.load import save_pruned
 
     model, plan = pruned_tiny("bert")
     d = tmp_path_factory.mktemp("ckpt") / "pruned"

@@ -21,12 +21,12 @@ def minilm_run(minilm_path, shared_data, tmp_path_factory):
     import torch
 
     from cahp_edge.data import load_dataset
-    from cahp_edge.export import export_onnx
-    from cahp_edge.modeling import load_model
-    from cahp_edge.optimize import optimize_onnx
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.deploy.optimize import optimize_onnx
+    from cahp_edge.deploy.quantize import quantize
+    from cahp_edge.model.load import load_model
+    from cahp_edge.model.reshape import reshape
     from cahp_edge.plan import HeadPlan
-    from cahp_edge.quantize import quantize
-    from cahp_edge.reshape import reshape
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -69,7 +69,7 @@ def _fit_head(lm, data) -> None:
 
 def _avx2_target():
     try:
-        from cahp_edge.targets import load_target
+        from cahp_edge.targets.profile import load_target
 
         return load_target("x86-64-avx2")
     except Exception:  # targets helper not landed: same recipe by hand

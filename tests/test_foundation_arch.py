@@ -9,11 +9,11 @@ import torch
 from tiny import TINY_CONFIGS, tiny_model
 
 from cahp_edge import arch
-from cahp_edge.accounting import head_params, ideal_speedup, model_cost
 from cahp_edge.errors import CahpError, OutputError, PlanError, UnsupportedArchitecture
 from cahp_edge.fsutil import atomic_dir
+from cahp_edge.model.accounting import head_params, ideal_speedup, model_cost
+from cahp_edge.model.reshape import reshape
 from cahp_edge.plan import HeadPlan
-from cahp_edge.reshape import reshape
 
 
 def test_every_registered_adapter_has_a_tiny_model():

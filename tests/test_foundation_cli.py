@@ -18,9 +18,9 @@ import pytest
 import torch
 from tiny import tiny_batch, tiny_model
 
-from cahp_edge.accounting import head_params
 from cahp_edge.cli import main
 from cahp_edge.errors import CahpError
+from cahp_edge.model.accounting import head_params
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = {"num_heads": [4, 4, 4], "kept": [[0, 3], [], [1, 2, 3]]}
@@ -104,8 +104,8 @@ def test_inspect_and_reshape_on_a_tiny_checkpoint(ckpt, tmp_path, capsys):
     assert rc == 0 and "cahp-pruned" in out and "total: 5 heads" in out
 
     # the CLI's output reloads to the same function as masking the dense model
-    from cahp_edge.mask import HeadMask
-    from cahp_edge.modeling import load_model
+    from cahp_edge.model.load import load_model
+    from cahp_edge.model.mask import HeadMask
     from cahp_edge.plan import HeadPlan
 
     pruned = load_model(out_dir, require_tokenizer=False)

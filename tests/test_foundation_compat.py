@@ -19,7 +19,8 @@ import pytest
 import torch
 from tiny import TINY_CONFIGS, tiny_batch, tiny_model
 
-from cahp_edge.reshape import load_pruned, reshape, save_pruned
+from cahp_edge.model.load import load_pruned, save_pruned
+from cahp_edge.model.reshape import reshape
 
 REPO = Path(__file__).resolve().parents[1]
 COMPAT = os.environ.get("CAHP_COMPAT_PYTHON", "")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cahp_edge.accounting import head_params
-from cahp_edge.mask import HeadMask
+from cahp_edge.model.accounting import head_params
+from cahp_edge.model.load import load_pruned, save_pruned
+from cahp_edge.model.mask import HeadMask
+from cahp_edge.model.reshape import reshape
 from cahp_edge.plan import HeadPlan
-from cahp_edge.reshape import load_pruned, reshape, save_pruned
 
 pytestmark = pytest.mark.realdata
 
@@ -31,7 +32,7 @@ def _plan() -> HeadPlan:
 
 
 def test_minilm_half_heads_reshape_matches_mask(minilm_path, shared_data, tmp_path):
-    from cahp_edge.modeling import load_model
+    from cahp_edge.model.load import load_model
 
     torch.set_num_threads(2)
     torch.manual_seed(0)  # any head transformers initialises (classifier, pooler if absent) is seeded

@@ -14,11 +14,12 @@ import pytest
 import torch
 from tiny import TINY_CONFIGS, tiny_batch, tiny_model
 
-from cahp_edge.accounting import head_params, model_cost
 from cahp_edge.arch import get_adapter
-from cahp_edge.mask import HeadMask
+from cahp_edge.model.accounting import head_params, model_cost
+from cahp_edge.model.load import load_pruned, save_pruned
+from cahp_edge.model.mask import HeadMask
+from cahp_edge.model.reshape import reshape
 from cahp_edge.plan import HeadPlan
-from cahp_edge.reshape import load_pruned, reshape, save_pruned
 
 FAMILIES = sorted(TINY_CONFIGS)
 ATOL = 1e-5  # the bar for masked dense vs reshaped logits

@@ -69,9 +69,9 @@ def compat_run(tmp_path_factory):
     import torch
     from export_helpers import recipe_target
 
-    from cahp_edge.export import export_onnx
-    from cahp_edge.optimize import optimize_onnx
-    from cahp_edge.quantize import quantize
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.deploy.optimize import optimize_onnx
+    from cahp_edge.deploy.quantize import quantize
 
     py = compat_python()
     tmp = tmp_path_factory.mktemp("compat")
@@ -102,7 +102,7 @@ def test_optimum_loads_export_and_pipeline_agrees(compat_run, quantized):
         # the int8 graph is the reference: optimum must run it exactly as we do. Dynamic int8 scales
         # depend on the whole batch, and the pipeline feeds one unpadded sentence at a time, so the
         # labels are compared with one-sentence runs and the logits with the same padded batch
-        from cahp_edge.export import ort_logits, session
+        from cahp_edge.deploy.export import ort_logits, session
 
         sess = session(folder / "model.onnx")
         ref = ort_logits(sess, [{k: enc[k].astype(np.int64) for k in names}])[0]

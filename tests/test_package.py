@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cahp_edge import package
 from cahp_edge.errors import OutputError, PackageError
 from cahp_edge.fsutil import sha256_file
+from cahp_edge.release import package
 
 
 def _release(dist: Path, target: str = "x86-64-avx2", payload: bytes = b"onnx-bytes") -> package.Release:

@@ -255,8 +255,8 @@ def test_compare_table_csv_plot(tiny_dir, sst, tmp_path, run):
 
 
 def test_cli_cahp_defaults_match_prune_options():
-    from cahp_edge import cli_prune
-    from cahp_edge.prune import PruneOptions
+    from cahp_edge.cli import prune as cli_prune
+    from cahp_edge.prune.select import PruneOptions
 
     o = PruneOptions()
     assert (o.salience_kind, o.salience_labels) == (cli_prune._SALIENCE, cli_prune._SALIENCE_LABELS)

@@ -9,10 +9,10 @@ from tiny import tiny_batch, tiny_model
 
 from cahp_edge.arch import get_adapter
 from cahp_edge.errors import UsageError
-from cahp_edge.prune import METHODS, PruneOptions, select_heads
 from cahp_edge.prune.batches import Batches
 from cahp_edge.prune.cahp import CAHP
 from cahp_edge.prune.graph import affinity, cluster
+from cahp_edge.prune.select import METHODS, PruneOptions, select_heads
 from cahp_edge.prune.sweep import SelectionData
 
 torch.set_num_threads(1)  # tiny models: threading overhead dominates on a shared 2-core box
@@ -118,7 +118,7 @@ def test_budget_errors(setup):
 
 
 def test_fisher_salience_is_mean_squared_per_example_gradient(setup):
-    from cahp_edge.mask import HeadMask
+    from cahp_edge.model.mask import HeadMask
     from cahp_edge.prune.salience import head_salience
 
     m, ad, data = setup

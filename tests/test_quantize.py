@@ -10,11 +10,11 @@ import onnx
 import pytest
 from export_helpers import FAMILIES, exported, pruned_tiny, random_examples, recipe_target
 
+from cahp_edge.deploy.export import ONNX_FILE, export_onnx, ort_logits, read_meta, session
+from cahp_edge.deploy.graph import quantizable_nodes
+from cahp_edge.deploy.optimize import optimize_onnx
+from cahp_edge.deploy.quantize import quantize
 from cahp_edge.errors import QuantizeError
-from cahp_edge.export import ONNX_FILE, export_onnx, ort_logits, read_meta, session
-from cahp_edge.optimize import optimize_onnx
-from cahp_edge.quantize import quantize
-from cahp_edge.quantize_ops import quantizable_nodes
 
 
 def _ops(path):
@@ -94,7 +94,7 @@ def test_accuracy_gate_keeps_the_sensitive_node_in_fp32(tmp_path):
 
 
 def test_ort_format_and_reduced_build_config(tmp_path_factory, tmp_path):
-    from cahp_edge.mobile import OPS_CONFIG, ops_in_config
+    from cahp_edge.deploy.mobile import OPS_CONFIG, ops_in_config
 
     src = exported(tmp_path_factory, "bert", optimized=True)
     res = quantize(src, recipe_target(formats=("onnx", "ort")), tmp_path / "q")
@@ -151,7 +151,7 @@ def test_truncated_input_and_requantize_refused(tmp_path_factory, tmp_path):
 
 
 def test_shipped_target_profile_drives_quantization(tmp_path_factory, tmp_path):
-    targets = pytest.importorskip("cahp_edge.targets")
+    from cahp_edge.targets import profile as targets
     src = exported(tmp_path_factory, "distilbert", optimized=True)
     t = targets.load_target("x86-64-avx2")
     res = quantize(src, t, tmp_path / "q")
@@ -161,7 +161,7 @@ def test_shipped_target_profile_drives_quantization(tmp_path_factory, tmp_path):
 
 
 def test_every_shipped_target_quantizes(tmp_path_factory, tmp_path):
-    targets = pytest.importorskip("cahp_edge.targets")
+    from cahp_edge.targets import profile as targets
     src = exported(tmp_path_factory, "bert", optimized=True)
     cal = random_examples(src, n=256)
     for name in targets.list_targets():

@@ -23,7 +23,7 @@ from remote_helpers import (
 )
 
 from cahp_edge.errors import DeviceError
-from cahp_edge.remote import run_remote_profile
+from cahp_edge.targets.remote import run_remote_profile
 
 FAKE_ADB = Path(__file__).parent / "fake_adb"
 SERIAL = "emulator-5554"

@@ -29,7 +29,7 @@ from remote_helpers import (
 )
 
 from cahp_edge.errors import DeviceError
-from cahp_edge.remote import parse_device, run_remote_profile
+from cahp_edge.targets.remote import parse_device, run_remote_profile
 
 SSHD = Path("/usr/sbin/sshd")
 pytestmark = pytest.mark.skipif(
@@ -200,7 +200,7 @@ def test_device_url_validation():
 
 def test_validate_over_ssh_end_to_end(server, pkg, tmp_path):
     """`cahp-edge validate --device ssh://...` with the key and known_hosts given in the URL."""
-    from cahp_edge.validate import validate
+    from cahp_edge.targets.validate import validate
 
     url = f"{server.url()}&identity={server.user_key}&known_hosts={server.known_hosts}"
     rep = validate(pkg, "rpi4-arm64", device=url, baseline_accuracy=1.0, runs=3, warmup=1, seq_len=32,

@@ -9,7 +9,7 @@ import pytest
 
 from cahp_edge.errors import TargetError
 from cahp_edge.runtime.sysinfo import read_cpuinfo
-from cahp_edge.targets import list_targets, load_target, parse_target, targets_dir
+from cahp_edge.targets.profile import list_targets, load_target, parse_target, targets_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"host", "x86-64-avx2", "x86-64-avx512-vnni", "rpi4-arm64", "rpi5-arm64", "android-arm64"}

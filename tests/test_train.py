@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cahp_edge.data import TextDataset, align_labels, evaluate_accuracy
+from cahp_edge.data import TextDataset, align_labels
 from cahp_edge.errors import DataError, ModelError, OutputError
-from cahp_edge.train import TrainConfig, train_classifier
+from cahp_edge.model.evaluate import evaluate_accuracy
+from cahp_edge.train.loop import TrainConfig, train_classifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -148,8 +149,8 @@ def test_bad_train_options():
 
 
 def test_finetune_end_to_end(base_dir, tmp_path):
-    from cahp_edge.finetune import META_FILE, finetune
-    from cahp_edge.modeling import load_model
+    from cahp_edge.model.load import load_model
+    from cahp_edge.train.finetune import META_FILE, finetune
 
     train, dev = sentiment(96, 1), sentiment(40, 2)
     out = tmp_path / "ft"
@@ -173,7 +174,7 @@ def test_finetune_end_to_end(base_dir, tmp_path):
 
 
 def test_finetune_bad_input_leaves_no_output(base_dir, tmp_path):
-    from cahp_edge.finetune import finetune
+    from cahp_edge.train.finetune import finetune
 
     train = write_tsv(sentiment(16, 1), tmp_path / "train.tsv")
     odd = TextDataset(["the movie was good"], None, [0], ["meh"], "odd.tsv", "dev")
@@ -191,8 +192,9 @@ def test_finetune_bad_input_leaves_no_output(base_dir, tmp_path):
 @pytest.fixture(scope="module")
 def dense_and_pruned(tmp_path_factory):
     """A trained tiny classifier and its reshaped copy with a zero-head layer, both saved."""
+    from cahp_edge.model.load import save_pruned
+    from cahp_edge.model.reshape import reshape
     from cahp_edge.plan import HeadPlan
-    from cahp_edge.reshape import reshape, save_pruned
 
     d = tmp_path_factory.mktemp("rec")
     tok = tiny_tokenizer()
@@ -205,8 +207,8 @@ def dense_and_pruned(tmp_path_factory):
 
 
 def test_recover_zero_head_layer_with_teacher(dense_and_pruned, tmp_path):
-    from cahp_edge.recover import recover_dir
-    from cahp_edge.reshape import load_pruned
+    from cahp_edge.model.load import load_pruned
+    from cahp_edge.train.recover import recover_dir
 
     dense, pruned = dense_and_pruned
     dev = write_tsv(sentiment(40, 2), tmp_path / "dev.tsv")
@@ -228,8 +230,8 @@ def test_recover_zero_head_layer_with_teacher(dense_and_pruned, tmp_path):
 
 
 def test_pure_distillation_ignores_labels(dense_and_pruned):
-    from cahp_edge.modeling import load_model
-    from cahp_edge.recover import recover
+    from cahp_edge.model.load import load_model
+    from cahp_edge.train.recover import recover
 
     dense, pruned = dense_and_pruned
     teacher = load_model(dense).model
@@ -250,7 +252,7 @@ def test_pure_distillation_ignores_labels(dense_and_pruned):
 
 
 def test_recover_refuses_dense_model(dense_and_pruned, tmp_path):
-    from cahp_edge.recover import recover_dir
+    from cahp_edge.train.recover import recover_dir
 
     dense, _ = dense_and_pruned
     with pytest.raises(ModelError, match="not a cahp-pruned model"):
@@ -306,7 +308,7 @@ def test_cli_finetune_json_and_errors(base_dir, tmp_path):
 def test_two_process_cpu_recover(dense_and_pruned, tmp_path):
     """Two CPU processes (torchrun, as `accelerate launch --multi_gpu` does on GPU hosts): both ranks
     train on half of every epoch, gradients are averaged over gloo, only rank 0 writes and prints."""
-    from cahp_edge.reshape import load_pruned
+    from cahp_edge.model.load import load_pruned
 
     dense, pruned = dense_and_pruned
     train = write_tsv(sentiment(64, 3), tmp_path / "train.tsv")

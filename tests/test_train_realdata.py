@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cahp_edge.data import DEMO_DATA, align_labels, evaluate_accuracy, load_dataset
-from cahp_edge.train import TrainConfig
+from cahp_edge.data import DEMO_DATA, align_labels, load_dataset
+from cahp_edge.model.evaluate import evaluate_accuracy
+from cahp_edge.train.loop import TrainConfig
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def demo_model(minilm_path, tmp_path_factory):
-    from cahp_edge.finetune import finetune
+    from cahp_edge.train.finetune import finetune
 
     out = tmp_path_factory.mktemp("demo") / "ft"
     # the settings `cahp-edge demo` uses (pipeline.DEMO_DEFAULTS): 3 epochs, batch 16, max length 64
@@ -30,10 +31,10 @@ def test_demo_finetune_accuracy(demo_model):
 
 
 def test_recover_half_pruned_minilm(demo_model, tmp_path):
-    from cahp_edge.modeling import load_model
+    from cahp_edge.model.load import load_model, save_pruned
+    from cahp_edge.model.reshape import reshape
     from cahp_edge.plan import HeadPlan
-    from cahp_edge.recover import recover_dir
-    from cahp_edge.reshape import reshape, save_pruned
+    from cahp_edge.train.recover import recover_dir
 
     dense, _ = demo_model
     lm = load_model(dense)

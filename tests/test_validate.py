@@ -13,7 +13,7 @@ import pytest
 from tiny_package import cached_tiny_package
 
 from cahp_edge.errors import DeviceError, PackageError, UsageError, ValidateError
-from cahp_edge.validate import run_local_profile, validate
+from cahp_edge.targets.validate import run_local_profile, validate
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(runs=20, warmup=2)
@@ -131,9 +131,9 @@ def test_bad_inputs(pkg, tmp_path):
 
 
 def _fake_remote(monkeypatch, fn):
-    mod = types.ModuleType("cahp_edge.remote")
+    mod = types.ModuleType("cahp_edge.targets.remote")
     mod.run_remote_profile = fn
-    monkeypatch.setitem(sys.modules, "cahp_edge.remote", mod)
+    monkeypatch.setitem(sys.modules, "cahp_edge.targets.remote", mod)
 
 
 def test_remote_device_is_dispatched_with_a_copied_package(pkg, tmp_path, monkeypatch):
@@ -174,7 +174,7 @@ def test_stale_or_foreign_results_are_refused(pkg, tmp_path, monkeypatch):
 
 
 def test_remote_without_remote_module(pkg, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "cahp_edge.remote", None)
+    monkeypatch.setitem(sys.modules, "cahp_edge.targets.remote", None)
     with pytest.raises(DeviceError, match="needs remote support"):
         validate(pkg, write_target(tmp_path), device="ssh://pi@host", **FAST)
 
@@ -204,7 +204,7 @@ def test_cli_json_table_and_exit_codes(pkg, tmp_path, capsys):
 
 
 def test_emulated_arm_accuracy_drives_the_accuracy_check(pkg, tmp_path, monkeypatch):
-    from cahp_edge import emulate
+    from cahp_edge.targets import emulate
 
     seen = {}
 

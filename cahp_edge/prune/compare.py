@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from cahp_edge.arch import Adapter
-from cahp_edge.prune import PruneOptions, make_selector, versions
 from cahp_edge.prune.batches import Batches
 from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
+from cahp_edge.prune.select import PruneOptions, make_selector, versions
 from cahp_edge.prune.sweep import HeadIndex, SelectionData
 
 FIELDS = (
@@ -152,8 +152,8 @@ def table_text(res: dict) -> str:
 
 
 def write_compare(out: Path, res: dict) -> None:
-    from cahp_edge import plots
     from cahp_edge.fsutil import atomic_write_text
+    from cahp_edge.prune import plots
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cahp_edge.arch import Adapter
-from cahp_edge.mask import HeadMask
+from cahp_edge.model.mask import HeadMask
 from cahp_edge.prune.batches import Batches, model_inputs
 
 

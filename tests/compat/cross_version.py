@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny
 from test_foundation_reshape import spread
 from tiny import TINY_CONFIGS, tiny_batch, tiny_model
 
+from cahp_edge.model.load import load_pruned, save_pruned
+from cahp_edge.model.reshape import reshape
 from cahp_edge.plan import HeadPlan
-from cahp_edge.reshape import load_pruned, reshape, save_pruned
 
 # layer 1 keeps no heads; the others keep an uneven subset
 KEPT = {3: ((0, 3), (), (1, 2, 3)), 2: ((1, 2, 5), ())}

@@ -65,7 +65,7 @@ def assert_one_line_error(err: str, substr: str | list[str]) -> str:
 
 
 def _record(entry: dict) -> None:
-    """Append what a `fails` call saw to $CAHP_HOSTILE_RECORD (JSON lines) for docs/hostile.md."""
+    """Append what a `fails` call saw to $CAHP_HOSTILE_RECORD (JSON lines) for tests/hostile/README.md."""
     out = os.environ.get("CAHP_HOSTILE_RECORD")
     if out:
         import json

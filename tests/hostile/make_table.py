@@ -1,7 +1,7 @@
-"""Refresh the summary table of docs/hostile.md from a recorded run of the hostile suite.
+"""Refresh the summary table of tests/hostile/README.md from a recorded run of the hostile suite.
 
     CAHP_HOSTILE_RECORD=/tmp/hostile.jsonl .venv/bin/python -m pytest -q tests/hostile
-    .venv/bin/python tests/hostile/make_table.py /tmp/hostile.jsonl docs/hostile.md
+    .venv/bin/python tests/hostile/make_table.py /tmp/hostile.jsonl tests/hostile/README.md
 
 Every `fails()` call of the suite is one hostile input: the command, the exit code and the one stderr
 line it produced (temporary paths shortened). The table goes between the markers of the doc.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import fails, snapshot
 
-from cahp_edge import package
+from cahp_edge.release import package
 
 TARGET = "x86-64-avx2"
 
@@ -140,7 +140,7 @@ def test_second_build_on_locked_out(ckpt, tiny_data, dist, capsys):
     """Two builds on one dist/: the second is refused at once with the holder's pid."""
     holder = textwrap.dedent(f"""
         import time
-        from cahp_edge.cache import build_lock
+        from cahp_edge.build.cache import build_lock
         with build_lock({str(dist)!r}):
             print("locked", flush=True)
             time.sleep(120)

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import CLI, REPO, fails, run_cli, snapshot
 
-from cahp_edge import package
-from cahp_edge.cache import CACHE_DIR
+from cahp_edge.build.cache import CACHE_DIR
+from cahp_edge.release import package
 
 TARGET = "x86-64-avx2"
 SECRET = "secret123-do-not-ship"

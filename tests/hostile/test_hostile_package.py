@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import fails_clean, run_cli
 
-from cahp_edge import package
+from cahp_edge.release import package
 
 
 @pytest.fixture

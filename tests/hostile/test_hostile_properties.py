@@ -238,7 +238,7 @@ def _same(a, b) -> bool:
 @SETTINGS
 @given(key=st.sampled_from(_KEYS), value=_value)
 def test_target_mutation_rejected_or_kept_exactly(work, key, value):
-    from cahp_edge.targets import load_target
+    from cahp_edge.targets.profile import load_target
 
     p = work / "mutant.toml"
     p.write_text(_with(GOOD, key, value))
@@ -258,7 +258,7 @@ def test_target_mutation_rejected_or_kept_exactly(work, key, value):
 @SETTINGS
 @given(text=st.text(max_size=300))
 def test_target_from_arbitrary_text(work, text):
-    from cahp_edge.targets import load_target
+    from cahp_edge.targets.profile import load_target
 
     p = work / "any.toml"
     p.write_bytes(text.encode("utf-8", errors="replace"))

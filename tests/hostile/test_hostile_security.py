@@ -47,7 +47,7 @@ def test_build_never_unpickles_by_default(ckpt, tiny_data, tmp_path, capsys):
 
 
 def test_safe_extract_never_writes_outside(tmp_path):
-    from cahp_edge.package import safe_extract
+    from cahp_edge.release.package import safe_extract
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
@@ -67,7 +67,7 @@ def test_safe_extract_never_writes_outside(tmp_path):
 
 
 def test_ssh_options_keep_host_key_checking_on():
-    from cahp_edge.remote import _Ssh, parse_device
+    from cahp_edge.targets.remote import _Ssh, parse_device
 
     opts = _Ssh(parse_device("ssh://pi@raspberrypi.local:2222"))._opts("-p")
     pairs = {opts[i + 1].split("=")[0]: opts[i + 1].split("=", 1)[1] for i, o in enumerate(opts) if o == "-o"}
@@ -79,7 +79,7 @@ def test_ssh_options_keep_host_key_checking_on():
 
 def test_ssh_argv_as_run_and_key_never_echoed(tmp_path, monkeypatch, onnx_pkg):
     """The real call path: what ssh receives, and that a refused key's contents appear nowhere."""
-    from cahp_edge.remote import run_remote_profile
+    from cahp_edge.targets.remote import run_remote_profile
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -106,7 +106,7 @@ def test_ssh_argv_as_run_and_key_never_echoed(tmp_path, monkeypatch, onnx_pkg):
 
 
 def test_manifest_scrubs_secrets(tmp_path, onnx_pkg):
-    from cahp_edge import package
+    from cahp_edge.release import package
 
     manifest = {
         "options": {

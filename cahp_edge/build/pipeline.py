@@ -1,0 +1,393 @@
+"""`cahp-edge build`: compose the stages, once per model and once per target, through the resumable cache.
+
+    cahp-edge build --model ckpt/ --data train.tsv --eval dev.tsv --target rpi5-arm64 --out dist/
+
+    data ─ prune ─ reshape ─ recover ─ export ─ optimize ─┬─ quantize(t) ─ validate(t) ─ package(t)
+    dense: export ─ optimize ─────────────────────────────┘  (t: every target; dense fp32 for comparison)
+
+Only composition lives here: every stage is a function of another module, called through
+:mod:`cahp_edge.build.stages`; each finished stage is an entry of :class:`cahp_edge.cache.BuildCache`,
+so a re-run resumes after the last finished stage and a no-change re-run recomputes nothing.
+Nothing here prints: the caller passes :class:`Events` and renders them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cahp_edge.build import stages as st
+from cahp_edge.build.cache import BuildCache, build_lock
+from cahp_edge.build.options import BuildOptions
+from cahp_edge.errors import UsageError
+from cahp_edge.lineage import StageRecord
+from cahp_edge.plan import PLAN_FILE
+
+
+class Events:
+    """What a build reports while it runs. The default ignores everything (library use, tests)."""
+
+    def stage(self, rec: StageRecord, line: str) -> None:  # one finished (or cached) stage
+        pass
+
+    def progress(self, task: str, done: int, total: int) -> None:  # inside a long stage
+        pass
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+    releases: dict[str, Any] = field(default_factory=dict)  # target -> package.Release
+    verdicts: dict[str, Any] = field(default_factory=dict)  # target -> budgets verdict
+    seconds: float = 0.0
+
+    @property
+    def recomputed(self) -> list[str]:
+        return [n for n, r in self.stages.items() if not r.hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "seconds": round(self.seconds, 2),
+            "recomputed": self.recomputed,
+            "stages": {
+                n: {"key": r.key, "cached": r.hit, "seconds": round(r.seconds, 2), **r.summary}
+                for n, r in self.stages.items()
+            },
+            "releases": {t: r.to_dict() for t, r in self.releases.items()},
+            "budgets": self.verdicts,
+        }
+
+
+def resolve_targets(names: list[str]) -> list:
+    from cahp_edge.targets.profile import list_targets, load_target
+
+    if not names:
+        raise UsageError(
+            "no target given",
+            "a build makes one release per target",
+            f"pass --target NAME (known: {', '.join(list_targets())}) at least once",
+        )
+    seen, targets = set(), []
+    for n in names:
+        t = load_target(n)  # TargetError listing the known names when unknown
+        if t.name not in seen:
+            seen.add(t.name)
+            targets.append(t)
+    return targets
+
+
+def _target_key(target) -> dict[str, Any]:
+    d = target.summary()
+    d.pop("source", None)  # where the profile file lives does not change the result
+    return d
+
+
+def _input_hash(spec: str | None) -> str | None:
+    """Content hash of a local data file/folder; the name itself for hub datasets."""
+    from cahp_edge.fsutil import sha256_file, sha256_tree
+
+    if spec is None:
+        return None
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return sha256_file(p)
+    if p.is_dir():
+        return sha256_tree(p)
+    return f"hub:{spec}"
+
+
+@dataclass
+class Source:
+    model_dir: Path
+    checkpoint: str  # sha256 of config + weights
+    tokenizer: str  # sha256 of the tokenizer files
+    id2label: dict
+    train: str | None
+    eval: str | None
+
+
+def inspect_source(opts: BuildOptions) -> Source:
+    from cahp_edge.fsutil import sha256_tree
+    from cahp_edge.model.load import checkpoint_hash, read_config_dict, resolve_model_dir
+
+    d = resolve_model_dir(opts.model)
+    cfg = read_config_dict(d)
+    tok = sha256_tree(d, ("tokenizer*", "vocab*", "special_tokens_map.json", "merges.txt", "*.model"))
+    id2label = cfg.get("id2label") or {}
+    st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage runs
+    return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval))
+
+
+def build(opts: BuildOptions, force: bool = False, events: Events | None = None) -> BuildResult:
+    """Run every stage for every target; resume from the cache; write dist/<target>/ + .tar.gz."""
+    t0 = time.perf_counter()
+    targets = resolve_targets(opts.targets)
+    src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
+    out = Path(opts.out)
+    with build_workspace(out) as cache:
+        res = build_locked(opts, targets, cache, force, events or Events(), src=src)
+        cache.prune_unused()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+@contextlib.contextmanager
+def build_workspace(out: Path) -> Iterator[BuildCache]:
+    """Lock OUT and yield its cache; temporaries are swept on entry and again on any failure.
+
+    The stages clean their own temporaries, but a signal can land between a ``mkdtemp`` and the
+    ``try`` that owns it; sweeping under the lock on the way out closes that window.
+    """
+    with build_lock(out):
+        cache = BuildCache(out)
+        cache.clean_partials()
+        _clean_release_partials(out)
+        try:
+            yield cache
+        except BaseException:
+            cache.clean_partials()
+            _clean_release_partials(out)
+            raise
+
+
+def build_locked(
+    opts: BuildOptions,
+    targets: list,
+    cache: BuildCache,
+    force: bool,
+    ev: Events,
+    res: BuildResult | None = None,
+    src: Source | None = None,
+) -> BuildResult:
+    """The stages, for a caller that holds OUT's lock (build, demo)."""
+    from cahp_edge.release.assemble import ReleaseInputs, make_release
+
+    out = Path(opts.out)
+    res = res or BuildResult(out)
+    src = src or inspect_source(opts)
+
+    def run(name: str, inputs: dict, fn, line) -> StageRecord:
+        rec = cache.run(name.split(":")[0], inputs, fn, force=force)
+        res.stages[name] = rec
+        ev.stage(rec, _line(name, rec, line))
+        return rec
+
+    base = {"checkpoint": src.checkpoint, "tokenizer": src.tokenizer}
+    data_opts = opts.stage_options(
+        "text_column",
+        "text_pair_column",
+        "label_column",
+        "calib_size",
+        "select_size",
+        "seed",
+        "eval_limit",
+        "max_length",
+    )
+    data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_opts}
+    data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label), _data_line)
+    prune_opts = opts.stage_options(
+        "method", "degree", "heads", "keep_ratio", "max_drop", "grid_points", "clustering", "schedule"
+    )
+    prune = run(
+        "prune",
+        {**base, **data_in, **prune_opts},
+        lambda a: st.prune(a, src.model_dir, opts, src.id2label, ev.progress),
+        _prune_line,
+    )
+    shape = run(
+        "reshape",
+        {**base, "plan": prune.tree},
+        lambda a: st.reshape(a, src.model_dir, prune.path / PLAN_FILE, opts),
+        _reshape_line,
+    )
+    model = shape
+    if opts.recover_epochs > 0:
+        rec_opts = opts.stage_options(
+            "recover_epochs", "distill", "learning_rate", "batch_size", "seed", "max_length"
+        )
+        teacher = src.checkpoint if opts.distill else None
+        model = run(
+            "recover",
+            {"model": shape.tree, "teacher": teacher, **data_in, **rec_opts},
+            lambda a: st.recover(a, shape.path, src.model_dir, opts, src.id2label, ev.progress),
+            _recover_line,
+        )
+
+    def onnx_graphs(suffix: str, inputs: dict, model_dir: Path, opset: int) -> tuple[StageRecord, ...]:
+        """(plain export, fused graph) of one model at one opset."""
+        exp = run(
+            f"export{suffix}:{opset}",
+            inputs,
+            lambda a: st.export(a, model_dir, opset, opts),
+            _export_line,
+        )
+        fused = run(
+            f"optimize{suffix}:{opset}",
+            {"onnx": exp.tree},
+            lambda a: st.optimize(a, exp.path, opts),
+            _optimize_line,
+        )
+        return exp, fused
+
+    pruned: dict[int, tuple[StageRecord, StageRecord]] = {}
+    dense: dict[int, tuple[StageRecord, StageRecord]] = {}
+    for opset in sorted({t.opset for t in targets}):
+        pruned[opset] = onnx_graphs("", {"model": model.tree, "opset": opset}, model.path, opset)
+        if opts.compare_dense:
+            dense[opset] = onnx_graphs("-dense", {**base, "opset": opset}, src.model_dir, opset)
+    for t in targets:
+        tk = _target_key(t)
+        # the profile decides whether its graph is the fused one (data, not a branch on the target)
+        pick = 1 if t.optimize else 0
+        base_onnx = pruned[t.opset][pick]
+        q = run(
+            f"quantize:{t.name}",
+            {"onnx": base_onnx.tree, "target": tk, **data_in, "calib_size": opts.quant_calib_size},
+            lambda a, t=t, b=base_onnx: st.quantize(a, b.path, t, opts, src.id2label, ev.progress),
+            _quantize_line,
+        )
+        models = {"shipped": q, "pruned": base_onnx}
+        if t.opset in dense:
+            models = {"dense": dense[t.opset][pick], **models}
+        val = run(
+            f"validate:{t.name}",
+            {
+                "models": {k: m.tree for k, m in models.items()},
+                "target": tk,
+                "eval": data.tree,
+                "bench": opts.benchmark.model_dump(),
+            },
+            lambda a, t=t, ms=models: st.validate(
+                a, {k: m.path for k, m in ms.items()}, t, data.path / "eval.jsonl", opts, ev.progress
+            ),
+            _validate_line,
+        )
+
+        inputs = ReleaseInputs(
+            plan=prune,
+            shaped=shape,
+            export=pruned[t.opset][0],
+            data=data,
+            quantized=q,
+            validated=val,
+            lineage=target_stages(res.stages, t.name),
+            source={
+                "model": opts.model,
+                "name": opts.name or opts.model,
+                "checkpoint_sha256": src.checkpoint,
+                "tokenizer_sha256": src.tokenizer,
+            },
+            data_files={
+                "train": opts.data,
+                "train_sha256": src.train,
+                "eval": opts.eval,
+                "eval_sha256": src.eval,
+            },
+            options=opts.model_dump(mode="json", exclude={"out"}),
+        )
+        rel, verdict, rec = make_release(out, t, inputs, force)
+        res.releases[t.name], res.verdicts[t.name] = rel, verdict
+        res.stages[f"package:{t.name}"] = rec
+        ev.stage(rec, _line(f"package:{t.name}", rec, _package_line))
+    return res
+
+
+def target_stages(stages: dict[str, StageRecord], target: str) -> dict[str, StageRecord]:
+    """The stages one target's release descends from (shared ones + its own), in build order.
+
+    Stage names are this module's own: ``name`` for shared stages, ``name:<opset>`` per opset,
+    ``name:<target>`` per target.
+    """
+
+    def mine(name: str) -> bool:
+        tag = name.partition(":")[2]
+        return not tag or tag.isdigit() or tag == target
+
+    return {n: r for n, r in stages.items() if mine(n) and not n.startswith("package")}
+
+
+def _clean_release_partials(out: Path) -> None:
+    """Temporaries a killed build left beside the releases (called under the lock)."""
+    for p in out.glob(".*"):
+        if p.name.endswith((".partial", ".tar.gz.partial")) or ".old-" in p.name:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+# ---- one-line summaries (the CLI prints them on stderr) -----------------------------------------
+def _line(name: str, rec: StageRecord, fmt) -> str:
+    try:
+        body = fmt(rec.summary)
+    except (KeyError, TypeError, ValueError, IndexError):
+        body = ""
+    label = name.replace(":", " ")
+    when = "cached" if rec.hit else f"{rec.seconds:.0f} s"
+    return f"{label}: {body}{', ' if body else ''}{when}"
+
+
+def _data_line(s: dict) -> str:
+    return f"{s['calib']} calibration / {s['select']} selection rows, {s['rows']} evaluation rows"
+
+
+def _prune_line(s: dict) -> str:
+    how = (
+        f"knee at k={s['k_star']} (degree {s['degree']})"
+        if s.get("budget_source") == "knee"
+        else "fixed budget"
+    )
+    return f"{s['heads_before']} -> {s['heads_after']} heads, {how}"
+
+
+def _reshape_line(s: dict) -> str:
+    p0, p1 = s["params"]
+    return f"params {p0:,} -> {p1:,}, ideal speedup {s['ideal_speedup_seq128']:.2f}x at seq 128"
+
+
+def _recover_line(s: dict) -> str:
+    loss = s.get("loss", float("nan"))
+    return f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {loss:.3f}"
+
+
+def _export_line(s: dict) -> str:
+    diff = s.get("max_abs_diff", s.get("parity_max_abs_diff"))
+    return f"parity max |diff| {diff:.1e}" if isinstance(diff, float) else ""
+
+
+def _optimize_line(s: dict) -> str:
+    n = s.get("fused_attention", s.get("fused"))
+    return f"{n} fused attention node(s)" if n is not None else ""
+
+
+def _quantize_line(s: dict) -> str:
+    parts = [f"{s.get('mode')} {s.get('format')}"]
+    if s.get("size_mb") is not None:
+        parts.append(f"{s['size_mb']:.1f} MB")
+    if s.get("quantized_matmuls") is not None:
+        parts.append(f"{s['quantized_matmuls']} int8 MatMuls")
+    if s.get("agreement") is not None:
+        parts.append(f"argmax agreement {s['agreement']:.3f}")
+    if s.get("fp32_nodes"):
+        parts.append(f"{len(s['fp32_nodes'])} node(s) kept fp32")
+    return ", ".join(parts)
+
+
+def _validate_line(s: dict) -> str:
+    acc = s.get("accuracy") or {}
+    parts = [f"accuracy {k} {v:.3f}" for k, v in acc.items() if v is not None]
+    if s.get("p90_ms") is not None:
+        parts.append(f"p90 {s['p90_ms']:.2f} ms")
+    return ", ".join(parts)
+
+
+def _package_line(s: dict) -> str:
+    return f"{s['dir']} ({s['files']} files) + {Path(s['tarball']).name}, budgets {s['budgets']}"

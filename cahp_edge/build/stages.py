@@ -1,0 +1,336 @@
+"""One thin adapter per stage: call the stage module's public function, write into ``art``, return a summary.
+
+Each function here is what :mod:`cahp_edge.build.pipeline` hands to the cache: it receives a directory
+that does not exist yet, lets the stage module write it, and returns a small JSON-able summary
+(numbers for the one-line progress message, the manifest and the report). No stage logic lives
+here: pruning, training, export, quantization and measurement belong to their own modules.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Progress = Callable[[str, int, int], None]  # (task, done, total); rendered by the CLI only
+
+
+def _with_progress(fn: Callable, progress: Progress | None, task: str, **kw: Any) -> Any:
+    """Call ``fn(**kw)``, passing a progress callback when the stage function accepts one."""
+    params = inspect.signature(fn).parameters
+    if progress is not None and "progress" in params:
+        kw["progress"] = lambda done, total, *_: progress(task, int(done), int(total))
+    return fn(**{k: v for k, v in kw.items() if k in params or _has_var_kw(params)})
+
+
+def _has_var_kw(params) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+# ---- data ---------------------------------------------------------------------------------------
+def load_data(opts, id2label: dict) -> tuple[Any, Any]:
+    """Training and evaluation datasets with labels aligned to the model's (DataError if they disagree)."""
+    from cahp_edge.data import align_labels, load_dataset
+
+    cols = dict(
+        text_column=opts.text_column, text_pair_column=opts.text_pair_column, label_column=opts.label_column
+    )
+    train = align_labels(load_dataset(opts.data, "train", **cols), id2label)
+    ev = align_labels(load_dataset(opts.eval, "dev", **cols), id2label) if opts.eval else None
+    return train, ev
+
+
+def splits(opts, id2label: dict):
+    from cahp_edge.data import make_splits
+
+    train, ev = load_data(opts, id2label)
+    sp = make_splits(
+        train,
+        ev,
+        calib_size=min(opts.calib_size, max(1, len(train) - 1)),
+        select_size=opts.select_size,
+        seed=opts.seed,
+    )
+    if opts.eval_limit:
+        sp.eval = sp.eval.subset(range(min(opts.eval_limit, len(sp.eval))))
+        sp.sources["eval"] += f", first {len(sp.eval)} rows"
+    return sp
+
+
+def write_eval(art: Path, opts, id2label: dict) -> dict:
+    """The evaluation split in the device-side runner's format (eval.jsonl), shipped in every package."""
+    sp = splits(opts, id2label)
+    art.mkdir()
+    names = sp.eval.label_names  # the model's label names, so the runner and validate map them back
+    with open(art / "eval.jsonl", "w", encoding="utf-8") as f:
+        for i, (text, label) in enumerate(zip(sp.eval.texts, sp.eval.labels, strict=True)):
+            row = {"label": names[label], "text": text}
+            if sp.eval.pairs is not None:
+                row["text_pair"] = sp.eval.pairs[i]
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    info = {
+        "rows": len(sp.eval),
+        "calib": len(sp.calib),
+        "select": len(sp.select),
+        "sources": sp.sources,
+        "labels": names,
+    }
+    write_json(art / "splits.json", info)
+    return info
+
+
+def _train_config(opts, epochs: float, recovering: bool = True):
+    from cahp_edge.train.loop import TrainConfig
+
+    kw = {"lr": opts.learning_rate} if opts.learning_rate else {"lr": 3e-5 if recovering else 5e-5}
+    return TrainConfig(
+        epochs=epochs, batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed, **kw
+    )
+
+
+def _train_progress(progress: Progress | None, task: str):
+    if progress is None:
+        return None
+    return lambda step, total, *_: progress(task, int(step), int(total))
+
+
+# ---- target-independent stages ------------------------------------------------------------------
+def finetune(
+    art: Path, base: str, train: str, dev: str | None, opts, epochs: float, progress: Progress | None = None
+) -> dict:
+    """Demo: turn a base encoder into a task classifier (cahp_edge.train.finetune)."""
+    from cahp_edge.train.finetune import finetune as run
+
+    res = run(
+        base,
+        train,
+        art,
+        eval_data=dev,
+        cfg=_train_config(opts, epochs, recovering=False),
+        progress=_train_progress(progress, "fine-tune"),
+    )
+    return {
+        "accuracy": res.accuracy,
+        "eval": res.eval_source,
+        "train_rows": res.train_rows,
+        "steps": res.train.steps,
+        "epochs": res.train.epochs,
+        "loss": res.train.loss,
+    }
+
+
+def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress | None = None) -> dict:
+    from cahp_edge.data import check_task
+    from cahp_edge.fsutil import atomic_dir
+    from cahp_edge.model.load import load_model
+    from cahp_edge.prune.artifact import write_plan_dir
+    from cahp_edge.prune.batches import from_dataset
+    from cahp_edge.prune.select import PruneOptions, select_heads
+    from cahp_edge.prune.sweep import SelectionData
+
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
+    sp = splits(opts, id2label)
+    check_task(sp.calib, lm.model.config)
+    sel = SelectionData(
+        from_dataset(lm.tokenizer, sp.calib, opts.max_length, opts.batch_size),
+        from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size),
+    )
+    kw = {"grid_points": opts.grid_points} if opts.grid_points else {}
+    if opts.clustering:
+        kw["clustering"] = opts.clustering
+    if opts.schedule:
+        kw["schedule"] = opts.schedule
+    po = PruneOptions(
+        method=opts.method,
+        degree=opts.degree,
+        heads=opts.heads,
+        keep_ratio=opts.keep_ratio,
+        max_drop=opts.max_drop,
+        seed=opts.seed,
+        **kw,
+    )
+    sources = {k: v for k, v in sp.sources.items() if k != "eval"}
+    tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
+    plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick)
+    plan.meta["model"] = {"source_hash": lm.source_hash}
+    dist = plan.meta.pop("_distance", None)
+    with atomic_dir(art) as tmp:
+        write_plan_dir(tmp, plan, dist)
+    m = plan.meta
+    knee = dict(m.get("knee") or {})
+    return {
+        "heads_before": plan.total_heads,
+        "heads_after": plan.total_kept,
+        "heads_per_layer": plan.heads_per_layer,
+        "k_star": m.get("k_star"),
+        "budget_source": m.get("budget_source"),
+        "knee": knee.get("k"),
+        "degree": knee.get("degree", opts.degree),
+        "method": m.get("method"),
+        "selection_accuracy_dense": m.get("selection_accuracy_dense"),
+        "selection_s": (m.get("timings") or {}).get("selection_s"),
+    }
+
+
+def reshape(art: Path, model_dir: Path, plan_path: Path, opts) -> dict:
+    from cahp_edge.model.accounting import model_cost
+    from cahp_edge.model.load import load_model, save_pruned
+    from cahp_edge.model.reshape import reshape as cut
+    from cahp_edge.plan import HeadPlan
+
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle)
+    plan = HeadPlan.load(plan_path)
+    pruned = cut(lm.model, plan, lm.adapter)
+    save_pruned(pruned, plan, art, lm.tokenizer, lm.source_hash)
+    before, after = model_cost(lm.model, 128, lm.adapter), model_cost(pruned, 128, lm.adapter)
+    return {
+        "params": [before.total_params, after.total_params],
+        "macs_seq128": [before.total_macs, after.total_macs],
+        "ideal_speedup_seq128": round(before.total_macs / max(1, after.total_macs), 4),
+    }
+
+
+def recover(
+    art: Path, pruned_dir: Path, dense_dir: Path, opts, id2label: dict, progress: Progress | None = None
+) -> dict:
+    """One recovery fine-tune of the reshaped model on the training data (cahp_edge.train.recover)."""
+    from cahp_edge.train.recover import recover_dir
+
+    train, _ = load_data(opts, id2label)
+    res = recover_dir(
+        pruned_dir,
+        train,
+        art,
+        teacher=dense_dir if opts.distill else None,
+        cfg=_train_config(opts, opts.recover_epochs),
+        progress=_train_progress(progress, "recover"),
+    )
+    return {
+        "steps": res.train.steps,
+        "epochs": res.train.epochs,
+        "loss": res.train.loss,
+        "teacher": res.teacher,
+        "device": res.train.device,
+    }
+
+
+def export(art: Path, model_dir: Path, opset: int, opts) -> dict:
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.model.load import load_model
+
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle)
+    om = export_onnx(lm, art, opset=opset)
+    return {
+        "opset": opset,
+        "heads_per_layer": om.heads_per_layer,
+        "max_abs_diff": om.parity.max_abs_diff,
+        "argmax_agree": om.parity.argmax_agree,
+    }
+
+
+def optimize(art: Path, onnx_dir: Path, opts) -> dict:
+    from cahp_edge.deploy.optimize import optimize_onnx
+
+    om = optimize_onnx(onnx_dir, art)
+    return {
+        "fused": om.fused,
+        "fused_heads": om.fused_heads,
+        "fused_attention": sum(1 for h in om.fused_heads if h),
+        "warnings": om.warnings,
+        "max_abs_diff": om.parity.max_abs_diff if om.parity else None,
+    }
+
+
+# ---- per-target stages --------------------------------------------------------------------------
+def quantize(
+    art: Path, onnx_dir: Path, target, opts, id2label: dict, progress: Progress | None = None
+) -> dict:
+    """The target's quantization recipe, accuracy-gated on the selection split (cahp_edge.deploy.quantize)."""
+    from cahp_edge.deploy.quantize import quantize as run
+
+    sp = splits(opts, id2label)
+    q = _with_progress(
+        run,
+        progress,
+        f"quantize {target.name}",
+        model=onnx_dir,
+        target=target,
+        out=art,
+        calib=sp.calib,
+        select=sp.select,
+        calib_size=opts.quant_calib_size,
+    )
+    size = (q.onnx_path.stat().st_size / 2**20) if q.onnx_path.is_file() else None
+    return {
+        "mode": q.recipe.get("mode"),
+        "format": q.recipe.get("format"),
+        "size_mb": size,
+        "quantized_matmuls": q.quantized_matmuls,
+        "agreement": q.agreement,
+        "fp32_nodes": q.fp32_nodes,
+        "accuracy": q.accuracy,
+        "warnings": q.warnings,
+        "ort": q.ort_path is not None,
+    }
+
+
+def bench_target(target, opts):
+    """The target with the build's benchmark overrides applied (quick runs, tests)."""
+    over = opts.benchmark.model_dump(exclude_none=True)
+    if not over:
+        return target
+    return target.model_copy(update={"benchmark": target.benchmark.model_copy(update=over)})
+
+
+def validate(
+    art: Path, models: dict[str, Path], target, eval_file: Path, opts, progress: Progress | None = None
+) -> dict:
+    """Measure dense fp32, pruned fp32 and the shipped model with the target's settings (validate.py)."""
+    from cahp_edge.targets.validate import validate as run
+
+    tgt = bench_target(target, opts)
+    results: dict[str, Any] = {}
+    task = f"validate {target.name}"
+    for i, (name, d) in enumerate(models.items()):
+        if progress:
+            progress(task, i, len(models))
+        base = (results.get("dense") or {}).get("accuracy")
+        results[name] = run(d, tgt, data=eval_file, baseline_accuracy=base).to_dict()
+    if progress:
+        progress(task, len(models), len(models))
+    art.mkdir()
+    write_json(art / "validate.json", results)
+    shipped = results["shipped"]
+    lat = (shipped.get("profile") or {}).get("latency") or {}
+    return {
+        "models": list(results),
+        "accuracy": {k: v.get("accuracy") for k, v in results.items()},
+        "p90_ms": lat.get("p90_ms"),
+        "status": shipped.get("status"),
+    }
+
+
+def _summary(res: Any) -> dict:
+    if res is None:
+        return {}
+    if isinstance(res, dict):
+        return {k: v for k, v in res.items() if _jsonable(v)}
+    for attr in ("summary", "to_dict"):
+        f = getattr(res, attr, None)
+        if callable(f):
+            return dict(f())
+    return {}
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False

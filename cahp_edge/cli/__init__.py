@@ -1,0 +1,86 @@
+"""The `cahp-edge` command line. Parses, prints, maps errors to exit codes; the work lives in stages.
+
+Exit codes: 0 success, 1 runtime error (CahpError), 2 usage error, 130 interrupted.
+Heavy imports (torch, transformers, onnxruntime) happen inside commands so `--help` is instant.
+Commands are registered by the explicit list below: a command module that fails to import fails
+the program loudly instead of silently dropping its commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from cahp_edge.cli import app as _app
+from cahp_edge.errors import CahpError
+
+# one module per area, each adds its commands to `app.app`; order = order in `cahp-edge --help`
+COMMAND_MODULES = ("model", "prune", "export", "targets", "build", "train")
+
+
+def register_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"cahp_edge.cli.{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _app.OWN_PROCESS = argv is None
+    try:  # typer >= 0.20 vendors click and raises its own copy's exceptions, not the `click` package's
+        from typer._click import ClickException
+    except ImportError:  # pragma: no cover - older typer on the real click
+        from click import ClickException
+
+    # library chatter (load reports, progress bars, advisory warnings) would break the one-line contract
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:  # already imported (called from Python): env vars come too late
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    register_commands()
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("CAHP_DEBUG") == "1"
+    if not debug:
+        import warnings
+
+        # torch/transformers/onnx warnings on stderr break the one-line contract; --debug shows them
+        warnings.filterwarnings("ignore")
+    try:
+        rv = _app.app(args=args, prog_name="cahp-edge", standalone_mode=False)
+        # non-standalone typer *returns* exit codes: typer.Exit(n), and 130 for Ctrl-C / SIGTERM
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+            if rv == 130:
+                typer.echo("interrupted: finished stages are kept; re-run the same command to resume",
+                           err=True)
+            sys.exit(rv)
+        return 0
+    except CahpError as e:
+        if debug:
+            raise
+        typer.echo(f"error: {e.line()}", err=True)
+        code = e.exit_code
+    except typer.Exit as e:
+        code = e.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        typer.echo("interrupted: finished stages are kept; re-run the same command to resume", err=True)
+        code = 130
+    except ClickException as e:  # usage errors (exit 2): one line, like every other failure
+        msg = " ".join(e.format_message().split()).rstrip(".")
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `cahp-edge`: help (rich prints it itself)
+            if msg:
+                e.show()
+        else:
+            where = ctx.command_path if ctx is not None else "cahp-edge"
+            typer.echo(f"error: {msg}. Fix: see `{where} --help`", err=True)
+        code = e.exit_code
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

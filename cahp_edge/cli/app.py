@@ -1,0 +1,48 @@
+"""The Typer app every command module adds itself to, and the two places output reaches the user.
+
+``emit`` writes results to stdout (JSON with ``--json``); ``note`` writes progress and summaries to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="cahp-edge",
+    help="Prune attention heads with CAHP, reshape, export, quantize, validate and package for edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _STATE["debug"] = debug or os.environ.get("CAHP_DEBUG") == "1"
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    """The one place results reach stdout."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif human is not None:
+        typer.echo(human)
+
+
+def note(msg: str, quiet: bool = False) -> None:
+    """Progress / summary lines go to stderr so stdout stays machine-readable."""
+    if not quiet:
+        typer.echo(msg, err=True)
+
+
+# True when main() runs as the `cahp-edge` program (argv from the command line), False for a Python
+# caller of main(argv): only the program may end the interpreter abruptly (see cli.build._interruptible)
+OWN_PROCESS = False

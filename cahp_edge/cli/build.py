@@ -1,0 +1,250 @@
+"""`cahp-edge build`, `demo`, `verify`: the main job, its offline demo, and checking a release.
+
+cahp-edge build --model ckpt/ --data train.tsv --eval dev.tsv --target rpi5-arm64 --target x86-64-avx2
+cahp-edge demo --out dist/
+cahp-edge verify dist/rpi5-arm64.tar.gz
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cahp_edge.cli.app import app, emit, note
+
+_Out = Annotated[
+    Path | None, typer.Option("--out", help="Release folder: dist/<target>/ + <target>.tar.gz [dist].")
+]
+_Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or stage lines.")]
+_Force = Annotated[bool, typer.Option("--force", help="Recompute every stage instead of reusing the cache.")]
+
+
+class _Render:
+    """Events -> one line per stage on stderr and a rich progress bar for long stages."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def stage(self, rec, line: str) -> None:
+        self._stop()
+        note(line, self.quiet)
+
+    def progress(self, task: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            if not console.is_terminal:  # logs and pipes get the stage lines only
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+                console=console,
+            )
+            self.bar.start()
+        if task not in self.tasks:
+            self.tasks[task] = self.bar.add_task(task, total=total)
+        self.bar.update(self.tasks[task], completed=done, total=total)
+
+    def _stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar, self.tasks = None, {}
+
+
+@contextlib.contextmanager
+def _interruptible(render: _Render):
+    """SIGTERM unwinds like Ctrl-C: temporary folders are removed, finished stages kept, exit 130.
+
+    As the `cahp-edge` program the exit is ``os._exit(130)`` after the unwinding: CPython remembers a
+    KeyboardInterrupt that crossed certain C boundaries (e.g. inside an import) and would otherwise
+    kill itself with SIGINT at shutdown, so the exit status would depend on where the signal landed.
+    A Python caller of ``cli.main(argv)`` gets the interrupt re-raised (main reports it, exit 130)
+    and keeps its interpreter.
+    """
+    from cahp_edge.cli import app as cli_app
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        render._stop()
+        if not cli_app.OWN_PROCESS:
+            raise
+        note("interrupted: finished stages are kept; re-run the same command to resume")
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(130)
+    finally:
+        render._stop()
+        signal.signal(signal.SIGTERM, old)
+
+
+def _finish(res, as_json: bool, quiet: bool, render: _Render, strict: bool = False) -> None:
+    render._stop()
+    lines = []
+    for t, rel in res.releases.items():
+        v = res.verdicts.get(t, {})
+        lines.append(f"{t}: {rel.dir}  {rel.tarball}  budgets {v.get('status', '?')}")
+    note(
+        f"build: {len(res.releases)} release(s) in {res.seconds:.0f} s "
+        f"({len(res.recomputed)} stage(s) run, {len(res.stages) - len(res.recomputed)} cached)",
+        quiet,
+    )
+    emit(res.to_dict(), as_json, "\n".join(lines))
+    failed = {t: v.get("failed", []) for t, v in res.verdicts.items() if v.get("status") == "fail"}
+    if strict and failed:
+        from cahp_edge.errors import ValidateError
+
+        why = "; ".join(f"{t}: {', '.join(f)}" for t, f in failed.items())
+        raise ValidateError("release(s) built but over budget", why,
+                            "see metrics.json; relax the budget or prune less (--heads, --max-drop)")
+
+
+@app.command()
+def build(
+    model: Annotated[str | None, typer.Option(help="Fine-tuned classifier: folder or hub id.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Training data (calibration, selection, recovery).")
+    ] = None,
+    eval_data: Annotated[
+        str | None, typer.Option("--eval", help="Evaluation data (reported accuracy).")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Target name or .toml; repeat.")
+    ] = None,
+    out: _Out = None,
+    config: Annotated[Path | None, typer.Option(help="build.toml holding any of these options.")] = None,
+    method: Annotated[str | None, typer.Option(help="cahp|michel|oneshot|magnitude|random|uniform.")] = None,
+    degree: Annotated[int | None, typer.Option(help="Polynomial degree of the knee fit (1..10).")] = None,
+    heads: Annotated[int | None, typer.Option(help="Keep exactly N heads (skips the knee).")] = None,
+    keep_ratio: Annotated[float | None, typer.Option(help="Keep this fraction of heads.")] = None,
+    max_drop: Annotated[
+        float | None, typer.Option(help="Max selection-accuracy drop (points) at the knee.")
+    ] = None,
+    clustering: Annotated[str | None, typer.Option(help="CAHP clustering: spectral|agglomerative.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="CAHP schedule: iterative|oneshot.")] = None,
+    grid_points: Annotated[int | None, typer.Option(help="Head counts tried by the sweep.")] = None,
+    recover_epochs: Annotated[
+        float | None, typer.Option(help="Recovery fine-tune epochs (0 = none).")
+    ] = None,
+    distill: Annotated[
+        bool | None, typer.Option("--distill/--no-distill", help="Distil the dense logits.")
+    ] = None,
+    calib_size: Annotated[int | None, typer.Option(help="Calibration examples for head selection.")] = None,
+    select_size: Annotated[int | None, typer.Option(help="Selection examples for the knee sweep.")] = None,
+    quant_calib_size: Annotated[int | None, typer.Option(help="Calibration examples (static int8).")] = None,
+    eval_limit: Annotated[int | None, typer.Option(help="Evaluate on the first N rows only.")] = None,
+    runs: Annotated[int | None, typer.Option(help="Timed latency runs (overrides the targets').")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Max tokens per example.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for splits, selection and training.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column (csv/tsv/jsonl/parquet).")] = None,
+    text_pair_column: Annotated[str | None, typer.Option(help="Second text column (pair tasks).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column.")] = None,
+    compare_dense: Annotated[
+        bool | None, typer.Option("--compare-dense/--no-compare-dense", help="Also measure the dense model.")
+    ] = None,
+    trust_pickle: Annotated[
+        bool | None, typer.Option("--trust-pickle", help="Allow pytorch_model.bin.")
+    ] = None,
+    force: _Force = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a release misses a budget.")] = False,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Prune, recover, export, optimize, then quantize, validate and package for every --target."""
+    from cahp_edge.build.options import make_options
+    from cahp_edge.build.pipeline import build as run
+
+    cli = {
+        "model": model,
+        "data": data,
+        "eval": eval_data,
+        "targets": list(target or []),
+        "out": str(out) if out else None,
+        "method": method,
+        "degree": degree,
+        "heads": heads,
+        "keep_ratio": keep_ratio,
+        "max_drop": max_drop,
+        "grid_points": grid_points,
+        "clustering": clustering,
+        "schedule": schedule,
+        "recover_epochs": recover_epochs,
+        "distill": distill,
+        "calib_size": calib_size,
+        "select_size": select_size,
+        "quant_calib_size": quant_calib_size,
+        "eval_limit": eval_limit,
+        "max_length": max_length,
+        "seed": seed,
+        "text_column": text_column,
+        "text_pair_column": text_pair_column,
+        "label_column": label_column,
+        "compare_dense": compare_dense,
+        "trust_pickle": trust_pickle,
+        "benchmark": {"runs": runs},
+    }
+    opts = make_options(cli, config)
+    render = _Render(quiet)
+    with _interruptible(render):
+        res = run(opts, force=force, events=render)
+    _finish(res, as_json, quiet, render, strict)
+
+
+@app.command()
+def demo(
+    out: _Out = None,
+    target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Target(s) [host].")] = None,
+    force: _Force = False,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Offline demo: fine-tune the packaged all-MiniLM-L6-v2 on shipped sentiment set; build for this host."""
+    from cahp_edge.build.demo import demo as run
+
+    render = _Render(quiet)
+    with _interruptible(render):
+        res = run(out or Path("dist"), targets=list(target or []) or None, force=force, events=render)
+    _finish(res, as_json, quiet, render)
+
+
+@app.command()
+def verify(
+    package: Annotated[Path, typer.Argument(help="Release folder or its .tar.gz.")],
+    smoke: Annotated[
+        bool, typer.Option("--smoke/--no-smoke", help="Run one inference with the runner.")
+    ] = True,
+    as_json: _Json = False,
+) -> None:
+    """Check every file against SHA256SUMS (missing, changed, extra) and run a smoke inference."""
+    from cahp_edge.release.package import verify as run
+
+    r = run(package, smoke=smoke)
+    human = f"{package}: OK, {r.files_checked} files match SHA256SUMS"
+    if r.smoke:
+        acc = r.smoke.get("accuracy_first_n")
+        human += f"; smoke inference OK (p50 {r.smoke.get('p50_ms')} ms" + (
+            f", accuracy on first {r.smoke.get('n')} eval rows {acc:.3f})" if acc is not None else ")"
+        )
+    emit(r.to_dict(), as_json, human)

@@ -1,0 +1,70 @@
+"""`cahp-edge inspect` and `cahp-edge reshape`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cahp_edge.cli.app import app, emit, note
+
+
+@app.command()
+def inspect(
+    model: Annotated[str, typer.Argument(help="Checkpoint folder (dense or cahp-pruned) or hub id.")],
+    seq_len: Annotated[int, typer.Option(min=1, help="Sequence length for the MAC count.")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle",
+                                               help="Allow pytorch_model.bin (runs pickle).")] = False,
+) -> None:
+    """Heads per layer, parameters and MACs (FLOPs/2) at a sequence length."""
+    from cahp_edge.model.accounting import model_cost
+    from cahp_edge.model.load import load_model
+
+    lm = load_model(model, trust_pickle=trust_pickle, require_tokenizer=False)
+    cost = model_cost(lm.model, seq_len, lm.adapter)
+    d = {"model": str(lm.path), "model_type": lm.model.config.model_type, "pruned": lm.pruned,
+         "source_hash": lm.source_hash, **cost.to_dict()}
+    lines = [f"{lm.path}  ({lm.model.config.model_type}{', cahp-pruned' if lm.pruned else ''})",
+             f"{'layer':>5} {'heads':>5} {'params':>12} {'MACs@' + str(seq_len):>14}"]
+    lines += [f"{c.layer:>5} {c.heads:>5} {c.params:>12,} {c.macs:>14,}" for c in cost.layers]
+    lines.append(f"total: {cost.heads} heads, {cost.total_params:,} params, {cost.total_macs:,} MACs "
+                 f"({2 * cost.total_macs / 1e9:.2f} GFLOPs) at seq {seq_len}")
+    emit(d, as_json, "\n".join(lines))
+
+
+@app.command("reshape")
+def reshape_cmd(
+    model: Annotated[str, typer.Option(help="Dense checkpoint folder.")],
+    plan: Annotated[Path, typer.Option(help="Head plan JSON (from `cahp-edge prune`).")],
+    out: Annotated[Path, typer.Option(help="Output folder (must not exist or be empty).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+) -> None:
+    """Physically remove the heads a plan drops and save a reloadable pruned model."""
+    from cahp_edge.errors import ModelError
+    from cahp_edge.fsutil import check_output_dir
+    from cahp_edge.model.accounting import model_cost
+    from cahp_edge.model.load import load_model, save_pruned
+    from cahp_edge.model.reshape import reshape
+    from cahp_edge.plan import HeadPlan
+
+    check_output_dir(out, overwrite)
+    hp = HeadPlan.load(plan)
+    lm = load_model(model, trust_pickle=trust_pickle, require_tokenizer=False)
+    if lm.pruned:
+        raise ModelError(f"{model} is already cahp-pruned (heads per layer {lm.heads_per_layer})",
+                         "plans name heads of the dense source model and do not stack",
+                         "reshape the dense source checkpoint with a plan over all its heads")
+    pruned = reshape(lm.model, hp, lm.adapter)
+    save_pruned(pruned, hp, out, lm.tokenizer, lm.source_hash, overwrite=overwrite)
+    before, after = model_cost(lm.model, 128, lm.adapter), model_cost(pruned, 128, lm.adapter)
+    d = {"out": str(out), "heads_per_layer": hp.heads_per_layer, "heads": [before.heads, after.heads],
+         "params": [before.total_params, after.total_params],
+         "macs_seq128": [before.total_macs, after.total_macs]}
+    note(f"reshape: {before.heads} -> {after.heads} heads {hp.heads_per_layer}, params "
+         f"{before.total_params:,} -> {after.total_params:,}, ideal speedup at seq 128 "
+         f"{before.total_macs / after.total_macs:.2f}x")
+    emit(d, as_json, str(out))

@@ -1,0 +1,183 @@
+"""`cahp-edge finetune` and `cahp-edge recover`: the two commands that train.
+
+Both run under ``accelerate launch --multi_gpu`` (GPUs, multi-node) and under
+``torchrun --standalone --nproc_per_node N -m cahp_edge ... --cpu`` (CPU processes); only the main
+process writes the output folder and prints. See cahp_edge/train/loop.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cahp_edge.cli.app import app, emit, note
+
+_Data = Annotated[str, typer.Option("--data", help="Training data: file, folder (train split) or hub name.")]
+_Eval = Annotated[
+    str | None, typer.Option("--eval", help="Evaluation data (dev/validation); reported accuracy.")
+]
+_Out = Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")]
+_Text = Annotated[
+    str | None, typer.Option("--text-column", help="Text column of csv/tsv/jsonl/parquet data.")
+]
+_Pair = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column (pair tasks).")]
+_Label = Annotated[str | None, typer.Option("--label-column", help="Label column.")]
+_Batch = Annotated[int, typer.Option(help="Batch size per process.")]
+_MaxLen = Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")]
+_Cpu = Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")]
+_Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty --out.")]
+_Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")]
+
+
+def _progress(quiet: bool, what: str):
+    if quiet:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn(f"{what}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+    task = bar.add_task(what, total=None, loss="-")
+
+    def cb(step: int, total: int, loss: float) -> None:
+        bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+    return bar, cb
+
+
+def _load(spec: str | None, split: str, text: str | None, pair: str | None, label: str | None):
+    from cahp_edge.data import load_dataset
+
+    if spec is None:
+        return None
+    return load_dataset(spec, split, text_column=text, text_pair_column=pair, label_column=label)
+
+
+@app.command()
+def finetune(
+    model: Annotated[str, typer.Option(help="Base encoder folder or hub id (e.g. all-MiniLM-L6-v2).")],
+    data: _Data,
+    out: _Out,
+    eval_data: _Eval = None,
+    epochs: Annotated[float, typer.Option(help="Training epochs (fractions allowed).")] = 1.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, linear decay).")] = 5e-5,
+    batch_size: _Batch = 32,
+    max_length: _MaxLen = 128,
+    seed: Annotated[int, typer.Option(help="Seed for the classifier init, dropout and batch order.")] = 0,
+    text_column: _Text = None,
+    text_pair_column: _Pair = None,
+    label_column: _Label = None,
+    cpu: _Cpu = False,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Turn a base encoder into a classifier for the labels in --data; report accuracy on --eval."""
+    from cahp_edge.fsutil import check_output_dir
+    from cahp_edge.train.finetune import finetune as run
+    from cahp_edge.train.loop import TrainConfig
+
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed, cpu=cpu)
+    cfg.check()
+    check_output_dir(out, overwrite)
+    train_ds = _load(data, "train", text_column, text_pair_column, label_column)
+    eval_ds = _load(eval_data, "dev", text_column, text_pair_column, label_column)
+    bar, cb = _progress(quiet or as_json, "finetune")
+    if bar is not None:
+        with bar:
+            res = run(model, train_ds, out, eval_ds, cfg, overwrite=overwrite, progress=cb)
+    else:
+        res = run(model, train_ds, out, eval_ds, cfg, overwrite=overwrite)
+    if not res.train.is_main_process:
+        return
+    acc = "n/a (no --eval)" if res.accuracy is None else f"{100 * res.accuracy:.1f}% on {res.eval_source}"
+    note(
+        f"finetune: {res.train_rows} rows x {epochs:g} epoch(s), {len(res.label_names)} labels, "
+        f"{res.train.steps} steps on {res.train.device} x{res.train.num_processes}, {res.seconds:.0f} s; "
+        f"accuracy {acc}; saved {out}",
+        quiet or as_json,
+    )
+    emit(res.to_dict(), as_json)
+
+
+@app.command()
+def recover(
+    model: Annotated[str, typer.Option(help="Pruned model folder (from `cahp-edge reshape`).")],
+    data: _Data,
+    out: _Out,
+    teacher: Annotated[str | None, typer.Option(help="Dense model folder to distil logits from.")] = None,
+    eval_data: _Eval = None,
+    epochs: Annotated[float, typer.Option(help="Recovery epochs (fractions allowed).")] = 1.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
+    batch_size: _Batch = 32,
+    max_length: _MaxLen = 128,
+    alpha: Annotated[float, typer.Option(help="Weight of the distillation loss (with --teacher).")] = 0.5,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
+    seed: Annotated[int, typer.Option(help="Seed for dropout and batch order.")] = 0,
+    text_column: _Text = None,
+    text_pair_column: _Pair = None,
+    label_column: _Label = None,
+    cpu: _Cpu = False,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Fine-tune a pruned model once to recover accuracy (optionally distilling the dense model)."""
+    from cahp_edge.fsutil import check_output_dir
+    from cahp_edge.train.loop import TrainConfig
+    from cahp_edge.train.recover import recover_dir
+
+    cfg = TrainConfig(
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        seed=seed,
+        alpha=alpha,
+        temperature=temperature,
+        cpu=cpu,
+    )
+    cfg.check()
+    check_output_dir(out, overwrite)
+    train_ds = _load(data, "train", text_column, text_pair_column, label_column)
+    eval_ds = _load(eval_data, "dev", text_column, text_pair_column, label_column)
+    bar, cb = _progress(quiet or as_json, "recover")
+    if bar is not None:
+        with bar:
+            res = recover_dir(
+                model,
+                train_ds,
+                out,
+                teacher=teacher,
+                eval_data=eval_ds,
+                cfg=cfg,
+                overwrite=overwrite,
+                progress=cb,
+            )
+    else:
+        res = recover_dir(
+            model, train_ds, out, teacher=teacher, eval_data=eval_ds, cfg=cfg, overwrite=overwrite
+        )
+    if not res.train.is_main_process:
+        return
+    acc = (
+        "n/a (no --eval)"
+        if res.accuracy_after is None
+        else f"{100 * res.accuracy_before:.1f}% -> {100 * res.accuracy_after:.1f}% on {res.eval_source}"
+    )
+    note(
+        f"recover: {res.heads} heads, {res.train.steps} steps{' with distillation' if teacher else ''} "
+        f"on {res.train.device} x{res.train.num_processes}, {res.seconds:.0f} s; accuracy {acc}; saved {out}",
+        quiet or as_json,
+    )
+    emit(res.to_dict(), as_json)

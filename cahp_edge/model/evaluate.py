@@ -1,0 +1,81 @@
+"""Logits and accuracy of a (possibly head-masked) PyTorch classifier on a :mod:`cahp_edge.data` dataset.
+
+    batches = encode(tokenizer, ds, max_length=128)      # cahp_edge.data.encode: tokenize once
+    acc = evaluate_accuracy(model, tokenizer, batches=batches, mask=values)  # (L, H) head multipliers
+
+Used by the CAHP sweep, training and validation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cahp_edge.data.encode import encode
+from cahp_edge.errors import DataError
+
+if TYPE_CHECKING:
+    from cahp_edge.data.dataset import TextDataset
+
+
+def predict_logits(model, batches: list[dict], mask=None):
+    """Logits (N, C) in dataset row order. ``mask``: a HeadMask, or a (L, H) tensor of head multipliers."""
+    import contextlib
+
+    import torch
+
+    hm = mask
+    if mask is not None and not hasattr(mask, "attach"):
+        from cahp_edge.arch import get_adapter
+        from cahp_edge.model.mask import HeadMask
+
+        hm = HeadMask(model, get_adapter(model.config), values=mask)
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out, idx = [], []
+    ctx = hm if hm is not None and not getattr(hm, "_handles", None) else contextlib.nullcontext()
+    try:
+        with torch.inference_mode(), ctx:
+            for b in batches:
+                inputs = {k: v.to(dev) for k, v in b.items() if k not in ("labels", "index")}
+                out.append(model(**inputs).logits.float().cpu())
+                idx.append(b["index"])
+    finally:
+        model.train(was_training)
+    logits, idx = torch.cat(out), torch.cat(idx)
+    res = torch.empty_like(logits)
+    res[idx] = logits
+    return res
+
+
+def evaluate_accuracy(
+    model,
+    tokenizer,
+    ds: TextDataset | None = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+    mask=None,
+    batches: list[dict] | None = None,
+) -> float:
+    """Accuracy of ``model`` on ``ds`` (labels must already be the model's ids: see align_labels).
+
+    Pass pre-encoded ``batches`` (from :func:`encode`) to skip tokenizing in a sweep."""
+    import torch
+
+    if batches is None:
+        if ds is None:
+            raise ValueError("pass ds or batches")
+        if ds.labels and max(ds.labels) >= model.config.num_labels:
+            raise DataError(
+                f"{ds.source} has {ds.num_labels} labels but the model has {model.config.num_labels}",
+                "",
+                "align the data with the model's labels (align_labels)",
+            )
+        batches = encode(tokenizer, ds, max_length, batch_size)
+    if not batches:
+        return float("nan")
+    logits = predict_logits(model, batches, mask)
+    labels = torch.empty(len(logits), dtype=torch.long)
+    for b in batches:
+        labels[b["index"]] = b["labels"]
+    return float((logits.argmax(-1) == labels).float().mean())

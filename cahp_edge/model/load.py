@@ -1,0 +1,276 @@
+"""Load checkpoints safely (known family, intact weights, no unpickling unless asked); save/load pruned ones.
+
+    loaded = load_model("path/to/checkpoint")          # dense or cahp-pruned directory
+    loaded.model, loaded.tokenizer, loaded.adapter, loaded.source_hash
+    save_pruned(model, plan, "pruned/", tokenizer)     # after cahp_edge.model.reshape.reshape
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from cahp_edge.arch import Adapter, get_adapter
+from cahp_edge.errors import ModelError, PlanError
+from cahp_edge.fsutil import atomic_dir, sha256_file
+from cahp_edge.plan import HeadPlan
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json", "pruned_model.safetensors")
+PRUNED_WEIGHTS = "pruned_model.safetensors"
+HEADS_FILE = "cahp_heads.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers PreTrainedModel (eval mode, eager attention)
+    tokenizer: object | None
+    adapter: Adapter
+    path: Path
+    source_hash: str  # sha256 over the checkpoint's config + weights (the source, for pruned dirs)
+    heads_per_layer: list[int]
+    pruned: bool = False
+
+
+def checkpoint_hash(path: Path) -> str:
+    """sha256 over config.json and the weight files of a local checkpoint directory."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("config.json", *WEIGHT_FILES):
+        p = path / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(sha256_file(p).encode())
+    for p in sorted(path.glob("model-*.safetensors")):
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A local directory, or a hub id downloaded to the local cache (needs internet)."""
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelError(f"model path {p} is a file, not a checkpoint folder", "",
+                             "pass the folder that holds config.json and the weights")
+        return p
+    if _HUB_ID.match(str(model)) and not str(model).startswith((".", "/")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(str(model), allow_patterns=["*.json", "*.safetensors", "*.txt",
+                                                                      "*.model", "tokenizer*"]))
+        except Exception as e:  # network, auth, not found: all one message
+            raise ModelError(f"could not download model '{model}' from the hub", f"{type(e).__name__}: {e}",
+                             "check the name and your network, or pass a local folder") from e
+    raise ModelError(f"model folder not found: {p}", "",
+                     "pass an existing checkpoint folder or a hub id like org/name")
+
+
+def read_config_dict(path: Path) -> dict:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise ModelError(f"no config.json in {path}", "a Hugging Face checkpoint folder needs config.json",
+                         "pass the folder written by save_pretrained()")
+    try:
+        d = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"config.json in {path} is not valid JSON", str(e), "restore the file") from e
+    if not isinstance(d, dict) or "model_type" not in d:
+        raise ModelError(f"config.json in {path} has no model_type", "",
+                         "restore the file from the original checkpoint")
+    return d
+
+
+def check_safetensors(path: Path) -> None:
+    """Cheap integrity check: header parses and every tensor's byte range lies inside the file."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ValueError("file shorter than its 8-byte header length")
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8 or n > 100_000_000:
+                raise ValueError(f"header length {n} exceeds file size {size}")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError(f"header is JSON {type(header).__name__}, not an object")
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + n + end > size:
+            raise ValueError(f"file is {size} bytes but its tensors need {8 + n + end}")
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"weights file {path} is corrupt or truncated", str(e),
+                         "re-copy or re-download the checkpoint") from e
+
+
+def check_weights(path: Path, trust_pickle: bool) -> None:
+    st = [path / "model.safetensors", path / PRUNED_WEIGHTS, *path.glob("model-*-of-*.safetensors")]
+    st = [p for p in st if p.is_file()]
+    for p in st:
+        check_safetensors(p)
+    if st or (path / "model.safetensors.index.json").is_file():
+        return
+    if (path / "pytorch_model.bin").is_file() or (path / "pytorch_model.bin.index.json").is_file():
+        if not trust_pickle:
+            raise ModelError(f"{path} holds only a pickle checkpoint (pytorch_model.bin)",
+                             "unpickling can run arbitrary code, so it is refused by default",
+                             "convert it to safetensors, or pass --trust-pickle if you trust its origin")
+        return
+    raise ModelError(f"no model weights in {path}", "expected model.safetensors",
+                     "pass the folder written by save_pretrained()")
+
+
+def load_tokenizer(path: Path, required: bool = True):
+    from transformers import AutoTokenizer
+
+    if not any((path / n).is_file() for n in ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                                                "sentencepiece.bpe.model", "vocab.json")):
+        if required:
+            raise ModelError(f"no tokenizer files in {path}", "tokenizer.json or vocab files are missing",
+                             "copy the tokenizer files from the original checkpoint into this folder")
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as e:
+        raise ModelError(f"tokenizer in {path} could not be loaded", f"{type(e).__name__}: {e}",
+                         "copy the tokenizer files from the original checkpoint") from e
+
+
+def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: bool = False,
+               require_tokenizer: bool = True, require_classifier: bool = False) -> LoadedModel:
+    """Load a dense or cahp-pruned sequence classifier with eager attention, in eval mode."""
+    path = resolve_model_dir(model)
+    cfg = read_config_dict(path)
+    adapter = get_adapter(_config_like(cfg))
+    if (path / HEADS_FILE).is_file():
+
+        lm = load_pruned(path, require_tokenizer=require_tokenizer)
+        check_vocab(lm.tokenizer, lm.model.config, path)
+        return lm
+    check_weights(path, trust_pickle)
+    archs = cfg.get("architectures") or []
+    if require_classifier and not any("ForSequenceClassification" in a for a in archs):
+        raise ModelError(f"{path} is not a fine-tuned sequence classifier (architectures={archs})",
+                         "pruning needs a model trained on the task",
+                         "fine-tune it first: cahp-edge finetune --model ... --data ...")
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs = {"attn_implementation": "eager"}
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    try:
+        m, info = AutoModelForSequenceClassification.from_pretrained(
+            str(path), use_safetensors=not trust_pickle or None, output_loading_info=True, **kwargs)
+    except Exception as e:
+        raise ModelError(f"could not load the checkpoint in {path}", f"{type(e).__name__}: {str(e)[:300]}",
+                         "check that the folder is a complete save_pretrained() checkpoint") from e
+    # transformers re-initialises missing weights with a warning only; a missing encoder weight is a
+    # damaged checkpoint (a missing classifier/pooler is a base encoder about to be fine-tuned)
+    prefix = f"{m.base_model_prefix}."
+    lost = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix) and ".pooler." not in k)
+    if lost:
+        raise ModelError(f"the checkpoint in {path} lacks {len(lost)} encoder weight(s)", f"e.g. {lost[0]}",
+                         "re-copy or re-download the complete checkpoint")
+    m.eval()
+    tok = load_tokenizer(path, required=require_tokenizer)
+    check_vocab(tok, m.config, path)
+    return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m))
+
+
+def check_vocab(tok, config, path: Path) -> None:
+    """A tokenizer from another model emits ids past the embedding table: an IndexError mid-run otherwise."""
+    size = getattr(config, "vocab_size", None)
+    if tok is None or not size:
+        return
+    top = max(tok.get_vocab().values(), default=-1)
+    if top >= size:
+        raise ModelError(f"the tokenizer in {path} does not belong to its model",
+                         f"it has token ids up to {top} but the model's vocabulary has {size} entries",
+                         "copy the tokenizer files of the checkpoint the weights came from")
+
+
+class _config_like:  # tiny view so adapters can be looked up before transformers parses
+    def __init__(self, d: dict) -> None:
+        self.__dict__.update(d)
+
+
+def num_threads_hint() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+# ---- pruned model folders (cahp_heads.json + pruned_model.safetensors) ----------------------------
+def save_pruned(model, plan: HeadPlan, out: Path, tokenizer=None, source_hash: str = "",
+                overwrite: bool = False) -> Path:
+    """Write a pruned model directory atomically (complete or absent)."""
+    from safetensors.torch import save_model
+
+    adapter = get_adapter(model.config)
+    source = [adapter.num_heads(model.config)] * adapter.num_layers(model.config)
+    # load_pruned rebuilds from the source config, so the plan must be over the source's heads
+    if list(plan.num_heads) != source:
+        raise PlanError("plan is not over the source model's heads",
+                        f"config.json has heads per layer {source}, plan.num_heads is {list(plan.num_heads)}",
+                        "save with the plan that reshaped the dense model (plans do not stack)")
+    if adapter.heads_per_layer(model) != plan.heads_per_layer:
+        raise PlanError("model and plan disagree",
+                        f"model keeps {adapter.heads_per_layer(model)} heads per layer, "
+                        f"plan says {plan.heads_per_layer}", "reshape the model with this plan first")
+    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+        model.config.save_pretrained(str(tmp))
+        save_model(model, str(tmp / PRUNED_WEIGHTS))
+        meta = plan.to_dict()
+        meta.update({"source_hash": source_hash, "model_type": model.config.model_type,
+                     "weights": PRUNED_WEIGHTS})
+        (tmp / HEADS_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+    return Path(out)
+
+
+def read_heads_file(path: Path) -> tuple[HeadPlan, dict]:
+    f = path / HEADS_FILE
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PlanError(f"{f} is unreadable or not JSON", str(e), "re-run `cahp-edge reshape`") from e
+    return HeadPlan.from_dict(meta, source=str(f)), meta
+
+
+def load_pruned(path: str | Path, require_tokenizer: bool = False) -> LoadedModel:
+    """Rebuild a pruned model bit-identically (transformers 4.57 and 5.x)."""
+    import torch
+    from safetensors.torch import load_model as st_load
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from cahp_edge.model.reshape import reshape
+
+    path = Path(path)
+    plan, meta = read_heads_file(path)
+    weights = path / PRUNED_WEIGHTS
+    if not weights.is_file():
+        raise ModelError(f"{weights.name} missing from pruned model {path}", "",
+                         "re-run `cahp-edge reshape` or re-copy the folder")
+    check_safetensors(weights)
+    config = AutoConfig.from_pretrained(str(path))
+    adapter = get_adapter(config)
+    torch.manual_seed(0)  # the skeleton's random init is overwritten below; seed keeps it cheap to debug
+    skeleton = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    model = reshape(skeleton, plan, adapter, copy_model=False)
+    try:
+        st_load(model, str(weights), strict=True)
+    except Exception as e:
+        raise ModelError(f"weights in {path} do not match its cahp_heads.json",
+                         f"{type(e).__name__}: {str(e)[:300]}",
+                         "re-run `cahp-edge reshape`; do not edit pruned folders by hand") from e
+    model.eval()
+    tok = load_tokenizer(path, required=require_tokenizer)
+    return LoadedModel(model, tok, adapter, path, meta.get("source_hash", ""), plan.heads_per_layer,
+                       pruned=True)

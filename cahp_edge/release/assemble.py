@@ -1,0 +1,265 @@
+"""Assemble one target's release from finished stages: files, metrics.json, manifest lineage, report.
+
+Called by :mod:`cahp_edge.build.pipeline` as the last per-target stage. The release is skipped (reported
+as cached) when ``dist/<target>/`` already holds a verified release of exactly these stage outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cahp_edge.errors import PackageError
+from cahp_edge.lineage import StageRecord, canonical, code_version
+from cahp_edge.plan import PLAN_FILE
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spm.model",
+)
+VERSIONED = (
+    "cahp-edge",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "numpy",
+    "scikit-learn",
+    "scipy",
+    "accelerate",
+    "optimum-onnx",
+)
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    out["python"] = platform.python_version()
+    return out
+
+
+def build_host() -> dict[str, Any]:
+    from cahp_edge.targets.profile import read_cpuinfo
+
+    model, flags = read_cpuinfo()
+    from cahp_edge.targets.profile import host_features
+
+    return {
+        "cpu": model,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "isa_features": host_features(flags),
+    }
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+def model_metrics(r: dict) -> dict[str, Any]:
+    """The numbers metrics.json and the report show, from one validate report (runner JSON inside)."""
+    prof = r.get("profile") or {}
+    lat, mem, model = prof.get("latency") or {}, prof.get("memory") or {}, prof.get("model") or {}
+    acc = r.get("accuracy")
+    if acc is None:
+        acc = (prof.get("accuracy") or {}).get("accuracy")
+    return {
+        "accuracy": acc,
+        "eval_examples": (prof.get("accuracy") or {}).get("n"),
+        "latency_ms": {k: lat.get(f"{k}_ms") for k in ("p50", "p90", "p99", "cold_start")} if lat else None,
+        "throughput_per_s": lat.get("throughput_per_s"),
+        "size_mb": model.get("size_mb"),
+        "peak_memory_mb": mem.get("peak_rss_mb"),
+        "threads": (prof.get("runtime") or {}).get("threads"),
+        "benchmark": {k: lat.get(k) for k in ("batch", "seq_len", "runs")} if lat else None,
+    }
+
+
+def budget_verdict(validated: dict) -> dict[str, Any]:
+    """validate's budget checks on the shipped model: pass / fail / skip each, with its reason."""
+    shipped = validated.get("shipped") or {}
+    checks = [
+        {
+            "budget": c["name"],
+            "value": c.get("measured"),
+            "limit": c.get("limit"),
+            "status": c.get("status"),
+            "reason": c.get("reason", ""),
+        }
+        for c in shipped.get("checks", [])
+    ]
+    failed = [c["budget"] for c in checks if c["status"] == "fail"]
+    skipped = [c["budget"] for c in checks if c["status"] == "skip"]
+    status = "fail" if failed else ("incomplete" if skipped else "pass")
+    return {
+        "status": status,
+        "pass": not failed,
+        "failed": failed,
+        "skipped": skipped,
+        "checks": checks,
+        "notes": shipped.get("notes", []),
+    }
+
+
+# ---- assembling -----------------------------------------------------------------------------------
+def _model_files(q: StageRecord, target) -> dict[str, Path]:
+    files = {}
+    for fmt in target.formats:
+        hits = sorted(q.path.rglob(f"*.{fmt}"))
+        if not hits:
+            raise PackageError(
+                f"quantize output for {target.name} has no .{fmt} model",
+                f"looked in {q.path}",
+                "re-run the build with --force",
+            )
+        files[f"model.{fmt}"] = hits[0]
+    ops = sorted(q.path.rglob("required_operators.config"))
+    if "ort" in target.formats and ops:  # for a reduced ONNX Runtime build on the device
+        files["required_operators.config"] = ops[0]
+    return files
+
+
+def _side_files(export_dir: Path) -> dict[str, Path]:
+    files = {}
+    for name in (*TOKENIZER_FILES, "config.json"):
+        hits = sorted(export_dir.rglob(name))
+        if hits:
+            files[name] = hits[0]
+    if "config.json" not in files or "tokenizer.json" not in files:
+        raise PackageError(
+            "exported model has no config.json or tokenizer.json",
+            f"looked in {export_dir}",
+            "re-run the build with --force",
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class ReleaseInputs:
+    """The finished stages one target's release is made from (typed: no lookups by stage name)."""
+
+    plan: StageRecord  # prune: plan.json (+ plots)
+    shaped: StageRecord  # reshape: cahp_heads.json
+    export: StageRecord  # plain ONNX export at the target's opset: config.json + tokenizer files
+    data: StageRecord  # eval.jsonl (shipped) + splits.json
+    quantized: StageRecord  # the target's model file(s)
+    validated: StageRecord  # validate.json
+    lineage: dict[str, StageRecord]  # every stage the release descends from, in build order
+    source: dict[str, Any]  # model, name, checkpoint_sha256, tokenizer_sha256
+    data_files: dict[str, Any]  # train / eval paths and their sha256
+    options: dict[str, Any]  # the build options, as recorded in the manifest
+
+
+def release_key(lineage: dict[str, StageRecord]) -> str:
+    """Same stage outputs + same code = same release (a finished one is then kept, not rewritten)."""
+    keys = {n: r.tree for n, r in lineage.items()}
+    return hashlib.sha256(canonical({"code": code_version(), "stages": keys}).encode()).hexdigest()[:16]
+
+
+def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple[Any, dict, StageRecord]:
+    import time
+
+    from cahp_edge.release import package, report
+
+    t0 = time.perf_counter()
+    rkey = release_key(inputs.lineage)
+    dist_dir, tarball = Path(out) / target.name, Path(out) / f"{target.name}.tar.gz"
+    validated = json.loads((inputs.validated.path / "validate.json").read_text(encoding="utf-8"))
+    metrics = {name: model_metrics(r) for name, r in validated.items()}
+    verdict = budget_verdict(validated)
+    if not force and tarball.is_file() and _same_release(dist_dir, rkey):
+        rel = package.Release(target.name, dist_dir, tarball, package.read_sums(dist_dir))
+        summary = {
+            "dir": str(dist_dir),
+            "tarball": str(tarball),
+            "files": len(rel.files),
+            "budgets": _word(verdict),
+        }
+        return rel, verdict, StageRecord("package", rkey, dist_dir, "", summary, 0.0, True)
+
+    plan = json.loads((inputs.plan.path / PLAN_FILE).read_text(encoding="utf-8"))
+    splits = json.loads((inputs.data.path / "splits.json").read_text(encoding="utf-8"))
+    metrics_doc = {
+        "target": target.name,
+        "splits": splits["sources"],
+        "models": metrics,
+        "budgets": verdict,
+        "raw": validated,
+    }
+    lineage = {n: r.lineage() for n, r in inputs.lineage.items()}
+    manifest = {
+        "cahp_edge": code_version(),
+        "release_key": rkey,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": dict(inputs.source),
+        "data": {**inputs.data_files, "splits": splits["sources"]},
+        "options": dict(inputs.options),
+        "target_profile": target.summary(),
+        "stages": lineage,
+        "versions": versions(),
+        "build_host": build_host(),
+    }
+    ctx = report.ReportContext(
+        target=target,
+        plan=plan,
+        metrics=metrics,
+        verdict=verdict,
+        splits=splits["sources"],
+        manifest=manifest,
+        stages=lineage,
+    )
+    files: dict[str, Any] = {
+        **_model_files(inputs.quantized, target),
+        **_side_files(inputs.export.path),
+        "cahp_heads.json": inputs.shaped.path / "cahp_heads.json",
+        "eval.jsonl": inputs.data.path / "eval.jsonl",
+        "target.json": json.dumps(target.summary(), indent=2) + "\n",
+        "metrics.json": json.dumps(metrics_doc, indent=2, default=str) + "\n",
+        "MODEL_CARD.md": report.model_card(ctx),
+        "report.html": report.report_html(ctx),
+    }
+    rel = package.write_release(Path(out), target.name, files, manifest)
+    summary = {
+        "dir": str(rel.dir),
+        "tarball": str(rel.tarball),
+        "files": len(rel.files),
+        "budgets": _word(verdict),
+    }
+    return rel, verdict, StageRecord("package", rkey, rel.dir, "", summary, time.perf_counter() - t0, False)
+
+
+def _word(verdict: dict) -> str:
+    if verdict["status"] == "fail":
+        return "FAIL (" + ", ".join(verdict["failed"]) + ")"
+    if verdict["status"] == "incomplete":
+        return "pass, not measured: " + ", ".join(verdict["skipped"])
+    return "pass"
+
+
+def _same_release(d: Path, rkey: str) -> bool:
+    from cahp_edge.release import package
+
+    try:
+        if json.loads((d / package.MANIFEST).read_text(encoding="utf-8")).get("release_key") != rkey:
+            return False
+        package.check_files(d)
+        return True
+    except (OSError, ValueError, PackageError):
+        return False

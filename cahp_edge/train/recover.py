@@ -1,0 +1,158 @@
+"""cahp-edge recover --model PRUNED_DIR --data TRAIN --out DIR [--teacher DENSE_DIR] [--eval DEV]
+
+One fine-tune of a reshaped (physically pruned) model to win back accuracy, optionally distilling
+the dense model's logits (loss = (1 - alpha) * CE + alpha * T^2 * KL). Works on any head layout,
+including layers that keep no heads. The result is saved with :func:`cahp_edge.reshape.save_pruned`,
+so it reloads with ``load_pruned`` / ``load_model`` exactly like the input.
+
+Accuracy before/after is measured on ``--eval`` (the dev split); recovery trains on ``--data``
+(the training split), never on the split it is scored on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cahp_edge.data import TextDataset, align_labels, check_task, load_dataset
+from cahp_edge.errors import ModelError
+from cahp_edge.fsutil import check_output_dir
+from cahp_edge.model.evaluate import evaluate_accuracy
+from cahp_edge.train.loop import ProgressFn, TrainConfig, TrainResult, make_accelerator, train_classifier
+
+
+def recover(
+    pruned_model,
+    tokenizer,
+    train_ds: TextDataset,
+    epochs: float = 1.0,
+    lr: float = 3e-5,
+    distill_from=None,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+    seed: int = 0,
+    cfg: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    accelerator=None,
+) -> tuple[object, TrainResult]:
+    """Fine-tune ``pruned_model`` in place on ``train_ds`` (labels aligned here); return (model, result).
+
+    ``distill_from``: the dense teacher (same tokenizer and labels), or None for plain cross-entropy.
+    ``cfg`` overrides the scalar arguments when given.
+    """
+    cfg = cfg or TrainConfig(epochs=epochs, lr=lr, seed=seed, alpha=alpha, temperature=temperature)
+    train_ds = align_labels(train_ds, pruned_model.config.id2label)
+    check_task(train_ds, pruned_model.config)
+    if distill_from is not None:
+        t_labels = {int(k): v for k, v in distill_from.config.id2label.items()}
+        s_labels = {int(k): v for k, v in pruned_model.config.id2label.items()}
+        if t_labels != s_labels:
+            raise ModelError(
+                "the teacher's labels differ from the pruned model's",
+                f"teacher {t_labels}, pruned {s_labels}",
+                "pass the dense model the plan was made from",
+            )
+        distill_from.requires_grad_(False)
+    return train_classifier(
+        pruned_model,
+        tokenizer,
+        train_ds,
+        cfg,
+        teacher=distill_from,
+        progress=progress,
+        accelerator=accelerator,
+    )
+
+
+@dataclass
+class RecoverResult:
+    out: Path
+    heads: int
+    heads_per_layer: list[int]
+    accuracy_before: float | None  # on eval_source, before recovery
+    accuracy_after: float | None
+    eval_source: str | None
+    teacher: str | None
+    seconds: float
+    train: TrainResult
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+
+def recover_dir(
+    model: str | Path,
+    data,
+    out: Path,
+    teacher: str | Path | None = None,
+    eval_data=None,
+    cfg: TrainConfig | None = None,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> RecoverResult:
+    """Load a pruned folder, recover it on ``data``, save to ``out`` (main process only)."""
+    from cahp_edge.model.load import load_model, read_heads_file, save_pruned
+
+    cfg = cfg or TrainConfig(lr=3e-5)
+    cfg.check()
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    t0 = time.perf_counter()
+    lm = load_model(model, require_tokenizer=True)
+    if not lm.pruned:
+        raise ModelError(
+            f"{lm.path} is not a cahp-pruned model (no cahp_heads.json)",
+            "recover fine-tunes the output of `cahp-edge reshape`",
+            "pass the pruned folder, or use `cahp-edge finetune` for a dense model",
+        )
+    plan, _meta = read_heads_file(lm.path)
+    train_ds = data if isinstance(data, TextDataset) else load_dataset(data, "train")
+    eval_ds = None
+    if eval_data is not None:
+        eval_ds = eval_data if isinstance(eval_data, TextDataset) else load_dataset(eval_data, "dev")
+        eval_ds = align_labels(eval_ds, lm.model.config.id2label)
+    t_model = None
+    if teacher is not None:
+        t_model = load_model(teacher, require_tokenizer=False).model
+    acc = make_accelerator(cfg.cpu)
+    before = None
+    if eval_ds is not None and acc.is_main_process:
+        before = evaluate_accuracy(lm.model.to(acc.device), lm.tokenizer, eval_ds, max_length=cfg.max_length)
+    m, res = recover(
+        lm.model, lm.tokenizer, train_ds, distill_from=t_model, cfg=cfg, progress=progress, accelerator=acc
+    )
+    after = None
+    if eval_ds is not None and acc.is_main_process:
+        after = evaluate_accuracy(m, lm.tokenizer, eval_ds, max_length=cfg.max_length)
+    if acc.is_main_process:
+        plan.meta.update(
+            {
+                "recovery": {
+                    "train_data": train_ds.source,
+                    "teacher": str(teacher) if teacher else None,
+                    "eval_data": eval_ds.source if eval_ds else None,
+                    "accuracy_before": before,
+                    "accuracy_after": after,
+                    "options": asdict(cfg),
+                    "train": res.to_dict(),
+                }
+            }
+        )
+        save_pruned(m.to("cpu"), plan, out, lm.tokenizer, lm.source_hash, overwrite=overwrite)
+    acc.wait_for_everyone()
+    return RecoverResult(
+        out,
+        sum(plan.heads_per_layer),
+        list(plan.heads_per_layer),
+        before,
+        after,
+        eval_ds.source if eval_ds else None,
+        str(teacher) if teacher else None,
+        time.perf_counter() - t0,
+        res,
+        asdict(cfg),
+    )
