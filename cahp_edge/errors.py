@@ -81,8 +81,10 @@ def validation_line(err, noun: str = "key") -> str:
     """One line for a pydantic ValidationError: which ``noun`` (key, option) is wrong and why."""
     parts = []
     for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
+        key = ".".join(str(x) for x in e["loc"])
+        if not key:  # a rule over several keys states the whole problem itself
+            parts.append(e["msg"].removeprefix("Value error, "))
+        elif e["type"] == "extra_forbidden":
             parts.append(f"unknown {noun} '{key}'")
         elif e["type"] == "missing":
             parts.append(f"missing {noun} '{key}'")

@@ -138,7 +138,7 @@ def test_unwritable_output_and_unknown_config_key(tiny, tmp_path):
         str(cfg),
     )
     _one_line_error(r, 2, "unknown option 'degre'")
-    with pytest.raises(UsageError, match="heads and keep_ratio both set"):
+    with pytest.raises(UsageError, match="--heads and --keep-ratio both given"):
         make_options({"model": "m", "data": "d", "heads": 3, "keep_ratio": 0.5})
 
 

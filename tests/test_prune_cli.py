@@ -254,15 +254,6 @@ def test_compare_table_csv_plot(tiny_dir, sst, tmp_path, run):
     assert r.returncode == 2 and "budget 30 is outside" in r.stderr
 
 
-def test_cli_cahp_defaults_match_prune_options():
-    from cahp_edge.cli import prune as cli_prune
-    from cahp_edge.prune.select import PruneOptions
-
-    o = PruneOptions()
-    assert (o.salience_kind, o.salience_labels) == (cli_prune._SALIENCE, cli_prune._SALIENCE_LABELS)
-    assert (o.round_fraction, o.loss_below) == (cli_prune._ROUND_FRACTION, cli_prune._LOSS_BELOW)
-
-
 def test_mcnemar_counts_and_exact_p():
     import torch
 

@@ -88,7 +88,8 @@ def demo(
             "train": _input_hash(str(train)),
             "dev": _input_hash(str(dev)),
             "epochs": DEMO_FINETUNE_EPOCHS,
-            **opts.stage_options("seed", "max_length", "batch_size"),
+            # everything _train_config reads from the options (learning_rate was missing from the key)
+            **opts.model_dump(include={"seed", "max_length", "batch_size", "learning_rate"}),
         }
         ft = cache.run(
             "finetune",

@@ -18,68 +18,37 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
+from cahp_edge.data.options import DataOptions
+from cahp_edge.deploy.options import QuantizeOptions
 from cahp_edge.errors import UsageError, validation_line
+from cahp_edge.options import opt
+from cahp_edge.prune.options import PruneOptions
+from cahp_edge.targets.options import ValidateOptions
+from cahp_edge.train.options import RecoverOptions
 
 
-class BenchOverride(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    batch: int | None = Field(default=None, ge=1)
-    seq_len: int | None = Field(default=None, ge=1)
-    warmup: int | None = Field(default=None, ge=0)
-    runs: int | None = Field(default=None, ge=1)
+class BuildOptions(ValidateOptions, QuantizeOptions, RecoverOptions, PruneOptions, DataOptions):
+    """Every stage's options (inherited from the stages' own models) plus what the build itself needs.
 
+    A stage's options are taken out with ``StageModel.pick(build_options)``: the stage function and
+    the cache key then see exactly the same values (tests/build/test_options.py checks the derivation).
+    """
 
-class BuildOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model: str = opt(..., "Fine-tuned classifier: folder or hub id.")
+    data: str = opt(..., "Training data (calibration, selection, recovery).")
+    eval: str | None = opt(None, "Evaluation data (reported accuracy).")
+    targets: list[str] = Field(default_factory=list, description="Target name or .toml; repeat.")
+    out: str = opt("dist", "Release folder: dist/<target>/ + <target>.tar.gz.")
+    name: str | None = opt(None, "How reports name the model (default: the --model value).")
+    trust_pickle: bool = opt(False, "Allow pytorch_model.bin (unpickling runs code from the file).")
 
-    model: str
-    data: str
-    eval: str | None = None
-    targets: list[str] = Field(default_factory=list)
-    out: str = "dist"
-    name: str | None = None  # how reports name the model (default: the --model value)
-    # data
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    max_length: int = Field(default=128, ge=8, le=4096)
-    seed: int = 0
-    calib_size: int = Field(default=512, ge=1)
-    select_size: int = Field(default=1000, ge=1)
-    eval_limit: int | None = Field(default=None, ge=1)  # evaluate on the first N rows only (quick runs)
-    # prune
-    method: Literal["cahp", "michel", "oneshot", "magnitude", "random", "uniform"] = "cahp"
-    degree: int = Field(default=3, ge=1, le=10)
-    heads: int | None = Field(default=None, ge=0)
-    keep_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_drop: float | None = Field(default=None, ge=0.0, lt=1.0)
-    grid_points: int | None = Field(default=None, ge=3, le=200)  # sweep points (default: the prune stage's)
-    clustering: Literal["spectral", "agglomerative"] | None = None  # CAHP graph clustering (default: prune's)
-    schedule: Literal["iterative", "oneshot"] | None = None  # CAHP schedule (default: prune's)
-    # recover
-    recover_epochs: float = Field(default=1.0, ge=0.0)
-    distill: bool = False
-    learning_rate: float | None = Field(default=None, gt=0.0)
-    batch_size: int = Field(default=32, ge=1)
-    # quantize / validate / package
-    quant_calib_size: int | None = Field(default=None, ge=1)
-    benchmark: BenchOverride = Field(default_factory=BenchOverride)
-    compare_dense: bool = True  # also measure the dense model (metrics.json: dense vs pruned vs int8)
-    trust_pickle: bool = False
-
-    @model_validator(mode="after")
-    def _exclusive(self) -> BuildOptions:
-        if self.heads is not None and self.keep_ratio is not None:
-            raise ValueError("heads and keep_ratio both set: give at most one")
-        return self
-
-    def stage_options(self, *names: str) -> dict[str, Any]:
-        d = self.model_dump(mode="json")
-        return {n: d[n] for n in names}
+    def __init__(self, **data: Any) -> None:
+        # plain pydantic errors: make_options reports them by build.toml key / option, with the file name
+        BaseModel.__init__(self, **data)
 
 
 def _norm_keys(d: dict[str, Any]) -> dict[str, Any]:

@@ -24,9 +24,14 @@ from typing import Any
 from cahp_edge.build import stages as st
 from cahp_edge.build.cache import BuildCache, build_lock
 from cahp_edge.build.options import BuildOptions
+from cahp_edge.data.options import DataOptions
+from cahp_edge.deploy.options import QuantizeOptions
 from cahp_edge.errors import UsageError
 from cahp_edge.lineage import StageRecord
 from cahp_edge.plan import PLAN_FILE
+from cahp_edge.prune.options import PruneOptions
+from cahp_edge.targets.options import ValidateOptions
+from cahp_edge.train.options import RecoverOptions
 
 
 class Events:
@@ -180,25 +185,16 @@ def build_locked(
         return rec
 
     base = {"checkpoint": src.checkpoint, "tokenizer": src.tokenizer}
-    data_opts = opts.stage_options(
-        "text_column",
-        "text_pair_column",
-        "label_column",
-        "calib_size",
-        "select_size",
-        "seed",
-        "eval_limit",
-        "max_length",
-    )
-    data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_opts}
+    # each stage's options are taken out of the build's once; the stage and its cache key see the same object
+    data_o, prune_o, recover_o = DataOptions.pick(opts), PruneOptions.pick(opts), RecoverOptions.pick(opts)
+    quant_o, valid_o = QuantizeOptions.pick(opts), ValidateOptions.pick(opts)
+    data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_o.cache_key(),
+               "eval_limit": valid_o.eval_limit}
     data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label), _data_line)
-    prune_opts = opts.stage_options(
-        "method", "degree", "heads", "keep_ratio", "max_drop", "grid_points", "clustering", "schedule"
-    )
     prune = run(
         "prune",
-        {**base, **data_in, **prune_opts},
-        lambda a: st.prune(a, src.model_dir, opts, src.id2label, ev.progress),
+        {**base, **data_in, "prune": prune_o.cache_key()},
+        lambda a: st.prune(a, src.model_dir, opts, prune_o, src.id2label, ev.progress),
         _prune_line,
     )
     shape = run(
@@ -208,15 +204,12 @@ def build_locked(
         _reshape_line,
     )
     model = shape
-    if opts.recover_epochs > 0:
-        rec_opts = opts.stage_options(
-            "recover_epochs", "distill", "learning_rate", "batch_size", "seed", "max_length"
-        )
-        teacher = src.checkpoint if opts.distill else None
+    if recover_o.recover_epochs > 0:
+        teacher = src.checkpoint if recover_o.distill else None
         model = run(
             "recover",
-            {"model": shape.tree, "teacher": teacher, **data_in, **rec_opts},
-            lambda a: st.recover(a, shape.path, src.model_dir, opts, src.id2label, ev.progress),
+            {"model": shape.tree, "teacher": teacher, **data_in, "recover": recover_o.cache_key()},
+            lambda a: st.recover(a, shape.path, src.model_dir, opts, recover_o, src.id2label, ev.progress),
             _recover_line,
         )
 
@@ -240,7 +233,7 @@ def build_locked(
     dense: dict[int, tuple[StageRecord, StageRecord]] = {}
     for opset in sorted({t.opset for t in targets}):
         pruned[opset] = onnx_graphs("", {"model": model.tree, "opset": opset}, model.path, opset)
-        if opts.compare_dense:
+        if valid_o.compare_dense:
             dense[opset] = onnx_graphs("-dense", {**base, "opset": opset}, src.model_dir, opset)
     for t in targets:
         tk = _target_key(t)
@@ -249,8 +242,8 @@ def build_locked(
         base_onnx = pruned[t.opset][pick]
         q = run(
             f"quantize:{t.name}",
-            {"onnx": base_onnx.tree, "target": tk, **data_in, "calib_size": opts.quant_calib_size},
-            lambda a, t=t, b=base_onnx: st.quantize(a, b.path, t, opts, src.id2label, ev.progress),
+            {"onnx": base_onnx.tree, "target": tk, **data_in, "quantize": quant_o.cache_key()},
+            lambda a, t=t, b=base_onnx: st.quantize(a, b.path, t, opts, quant_o, src.id2label, ev.progress),
             _quantize_line,
         )
         models = {"shipped": q, "pruned": base_onnx}
@@ -262,7 +255,7 @@ def build_locked(
                 "models": {k: m.tree for k, m in models.items()},
                 "target": tk,
                 "eval": data.tree,
-                "bench": opts.benchmark.model_dump(),
+                "bench": valid_o.benchmark.model_dump(),
             },
             lambda a, t=t, ms=models: st.validate(
                 a, {k: m.path for k, m in ms.items()}, t, data.path / "eval.jsonl", opts, ev.progress

@@ -85,10 +85,10 @@ def write_eval(art: Path, opts, id2label: dict) -> dict:
     return info
 
 
-def _train_config(opts, epochs: float, recovering: bool = True):
+def _train_config(opts, epochs: float, recovering: bool = True, learning_rate: float | None = None):
     from cahp_edge.train.loop import TrainConfig
 
-    kw = {"lr": opts.learning_rate} if opts.learning_rate else {"lr": 3e-5 if recovering else 5e-5}
+    kw = {"lr": learning_rate} if learning_rate else {"lr": 3e-5 if recovering else 5e-5}
     return TrainConfig(
         epochs=epochs, batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed, **kw
     )
@@ -112,7 +112,7 @@ def finetune(
         train,
         art,
         eval_data=dev,
-        cfg=_train_config(opts, epochs, recovering=False),
+        cfg=_train_config(opts, epochs, recovering=False, learning_rate=opts.learning_rate),
         progress=_train_progress(progress, "fine-tune"),
     )
     return {
@@ -125,13 +125,16 @@ def finetune(
     }
 
 
-def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress | None = None) -> dict:
+def prune(
+    art: Path, model_dir: Path, opts, po, id2label: dict, progress: Progress | None = None
+) -> dict:
+    """Select heads with ``po`` (the build's PruneOptions, the same object its cache key was made of)."""
     from cahp_edge.data import check_task
     from cahp_edge.fsutil import atomic_dir
     from cahp_edge.model.load import load_model
     from cahp_edge.prune.artifact import write_plan_dir
     from cahp_edge.prune.batches import from_dataset
-    from cahp_edge.prune.select import PruneOptions, select_heads
+    from cahp_edge.prune.select import select_heads
     from cahp_edge.prune.sweep import SelectionData
 
     lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
@@ -140,20 +143,6 @@ def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress |
     sel = SelectionData(
         from_dataset(lm.tokenizer, sp.calib, opts.max_length, opts.batch_size),
         from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size),
-    )
-    kw = {"grid_points": opts.grid_points} if opts.grid_points else {}
-    if opts.clustering:
-        kw["clustering"] = opts.clustering
-    if opts.schedule:
-        kw["schedule"] = opts.schedule
-    po = PruneOptions(
-        method=opts.method,
-        degree=opts.degree,
-        heads=opts.heads,
-        keep_ratio=opts.keep_ratio,
-        max_drop=opts.max_drop,
-        seed=opts.seed,
-        **kw,
     )
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
@@ -171,7 +160,7 @@ def prune(art: Path, model_dir: Path, opts, id2label: dict, progress: Progress |
         "k_star": m.get("k_star"),
         "budget_source": m.get("budget_source"),
         "knee": knee.get("k"),
-        "degree": knee.get("degree", opts.degree),
+        "degree": knee.get("degree", po.degree),
         "method": m.get("method"),
         "selection_accuracy_dense": m.get("selection_accuracy_dense"),
         "selection_s": (m.get("timings") or {}).get("selection_s"),
@@ -197,7 +186,7 @@ def reshape(art: Path, model_dir: Path, plan_path: Path, opts) -> dict:
 
 
 def recover(
-    art: Path, pruned_dir: Path, dense_dir: Path, opts, id2label: dict, progress: Progress | None = None
+    art: Path, pruned_dir: Path, dense_dir: Path, opts, ro, id2label: dict, progress: Progress | None = None
 ) -> dict:
     """One recovery fine-tune of the reshaped model on the training data (cahp_edge.train.recover)."""
     from cahp_edge.train.recover import recover_dir
@@ -207,8 +196,8 @@ def recover(
         pruned_dir,
         train,
         art,
-        teacher=dense_dir if opts.distill else None,
-        cfg=_train_config(opts, opts.recover_epochs),
+        teacher=dense_dir if ro.distill else None,
+        cfg=_train_config(opts, ro.recover_epochs, learning_rate=ro.learning_rate),
         progress=_train_progress(progress, "recover"),
     )
     return {
@@ -249,7 +238,7 @@ def optimize(art: Path, onnx_dir: Path, opts) -> dict:
 
 # ---- per-target stages --------------------------------------------------------------------------
 def quantize(
-    art: Path, onnx_dir: Path, target, opts, id2label: dict, progress: Progress | None = None
+    art: Path, onnx_dir: Path, target, opts, qo, id2label: dict, progress: Progress | None = None
 ) -> dict:
     """The target's quantization recipe, accuracy-gated on the selection split (cahp_edge.deploy.quantize)."""
     from cahp_edge.deploy.quantize import quantize as run
@@ -264,7 +253,7 @@ def quantize(
         out=art,
         calib=sp.calib,
         select=sp.select,
-        calib_size=opts.quant_calib_size,
+        calib_size=qo.quant_calib_size,
     )
     size = (q.onnx_path.stat().st_size / 2**20) if q.onnx_path.is_file() else None
     return {

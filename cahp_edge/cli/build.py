@@ -16,7 +16,9 @@ from typing import Annotated
 
 import typer
 
+from cahp_edge.build.options import BuildOptions
 from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.options import stage_options
 
 _Out = Annotated[
     Path | None, typer.Option("--out", help="Release folder: dist/<target>/ + <target>.tar.gz [dist].")
@@ -122,6 +124,8 @@ def _finish(res, as_json: bool, quiet: bool, render: _Render, strict: bool = Fal
 
 
 @app.command()
+@stage_options(overrides=True, exclude=("model", "data", "eval", "targets", "out", "benchmark"),
+               given=BuildOptions)
 def build(
     model: Annotated[str | None, typer.Option(help="Fine-tuned classifier: folder or hub id.")] = None,
     data: Annotated[
@@ -135,74 +139,27 @@ def build(
     ] = None,
     out: _Out = None,
     config: Annotated[Path | None, typer.Option(help="build.toml holding any of these options.")] = None,
-    method: Annotated[str | None, typer.Option(help="cahp|michel|oneshot|magnitude|random|uniform.")] = None,
-    degree: Annotated[int | None, typer.Option(help="Polynomial degree of the knee fit (1..10).")] = None,
-    heads: Annotated[int | None, typer.Option(help="Keep exactly N heads (skips the knee).")] = None,
-    keep_ratio: Annotated[float | None, typer.Option(help="Keep this fraction of heads.")] = None,
-    max_drop: Annotated[
-        float | None, typer.Option(help="Max selection-accuracy drop (points) at the knee.")
-    ] = None,
-    clustering: Annotated[str | None, typer.Option(help="CAHP clustering: spectral|agglomerative.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="CAHP schedule: iterative|oneshot.")] = None,
-    grid_points: Annotated[int | None, typer.Option(help="Head counts tried by the sweep.")] = None,
-    recover_epochs: Annotated[
-        float | None, typer.Option(help="Recovery fine-tune epochs (0 = none).")
-    ] = None,
-    distill: Annotated[
-        bool | None, typer.Option("--distill/--no-distill", help="Distil the dense logits.")
-    ] = None,
-    calib_size: Annotated[int | None, typer.Option(help="Calibration examples for head selection.")] = None,
-    select_size: Annotated[int | None, typer.Option(help="Selection examples for the knee sweep.")] = None,
-    quant_calib_size: Annotated[int | None, typer.Option(help="Calibration examples (static int8).")] = None,
-    eval_limit: Annotated[int | None, typer.Option(help="Evaluate on the first N rows only.")] = None,
+    given: dict | None = None,
     runs: Annotated[int | None, typer.Option(help="Timed latency runs (overrides the targets').")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Max tokens per example.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for splits, selection and training.")] = None,
-    text_column: Annotated[str | None, typer.Option(help="Text column (csv/tsv/jsonl/parquet).")] = None,
-    text_pair_column: Annotated[str | None, typer.Option(help="Second text column (pair tasks).")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column.")] = None,
-    compare_dense: Annotated[
-        bool | None, typer.Option("--compare-dense/--no-compare-dense", help="Also measure the dense model.")
-    ] = None,
-    trust_pickle: Annotated[
-        bool | None, typer.Option("--trust-pickle", help="Allow pytorch_model.bin.")
-    ] = None,
     force: _Force = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a release misses a budget.")] = False,
     as_json: _Json = False,
     quiet: _Quiet = False,
 ) -> None:
-    """Prune, recover, export, optimize, then quantize, validate and package for every --target."""
+    """Prune, recover, export, optimize, then quantize, validate and package for every --target.
+
+    Every stage option below is also a `build.toml` key (same name, underscores); the command line wins.
+    """
     from cahp_edge.build.options import make_options
     from cahp_edge.build.pipeline import build as run
 
     cli = {
+        **(given or {}),
         "model": model,
         "data": data,
         "eval": eval_data,
         "targets": list(target or []),
         "out": str(out) if out else None,
-        "method": method,
-        "degree": degree,
-        "heads": heads,
-        "keep_ratio": keep_ratio,
-        "max_drop": max_drop,
-        "grid_points": grid_points,
-        "clustering": clustering,
-        "schedule": schedule,
-        "recover_epochs": recover_epochs,
-        "distill": distill,
-        "calib_size": calib_size,
-        "select_size": select_size,
-        "quant_calib_size": quant_calib_size,
-        "eval_limit": eval_limit,
-        "max_length": max_length,
-        "seed": seed,
-        "text_column": text_column,
-        "text_pair_column": text_pair_column,
-        "label_column": label_column,
-        "compare_dense": compare_dense,
-        "trust_pickle": trust_pickle,
         "benchmark": {"runs": runs},
     }
     opts = make_options(cli, config)

@@ -29,9 +29,12 @@ from cahp_edge.prune import graph
 from cahp_edge.prune.baselines import _Base, _stable_desc
 from cahp_edge.prune.batches import Batches
 from cahp_edge.prune.distance import metric, summary
+from cahp_edge.prune.options import CahpOptions
 from cahp_edge.prune.salience import LABEL_SOURCES, SALIENCE_KINDS, dense_predictions, head_salience
 from cahp_edge.prune.signatures import HeadSignatures, collect
 from cahp_edge.prune.sweep import SelectionData
+
+_DEFAULTS = CahpOptions()  # one source for the defaults: the CLI and build.toml use the same model
 
 
 class CAHP(_Base):
@@ -43,17 +46,17 @@ class CAHP(_Base):
         adapter: Adapter,
         data: SelectionData,
         seed: int = 0,
-        clustering: str = "spectral",
-        schedule: str = "iterative",
+        clustering: str = _DEFAULTS.clustering,
+        schedule: str = _DEFAULTS.schedule,
         step_fraction: float = 0.1,
         sqrt_jsd: bool = True,
         normalize_salience: bool = True,
-        salience_weight: float = 0.0,
+        salience_weight: float = _DEFAULTS.salience_weight,
         signatures: HeadSignatures | None = None,
-        salience_kind: str = "abs",
-        salience_labels: str = "gold",
-        round_fraction: float = 1.0,
-        loss_below: float = 0.0,
+        salience_kind: str = _DEFAULTS.salience_kind,
+        salience_labels: str = _DEFAULTS.salience_labels,
+        round_fraction: float = _DEFAULTS.round_fraction,
+        loss_below: float = _DEFAULTS.loss_below,
         loss_examples: int = 128,
     ) -> None:
         super().__init__(model, adapter, data, seed)

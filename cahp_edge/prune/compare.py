@@ -60,10 +60,10 @@ def run_compare(
     eval_batches: Batches,
     methods: list[str],
     budgets: list[int],
-    seed: int = 0,
-    clustering: str = "spectral",
+    options: PruneOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
+    base = options or PruneOptions()
     index = HeadIndex(adapter.heads_per_layer(model))
     dense_sel = masked_eval(model, adapter, data.select)[0]
     dense_eval, dense_loss = masked_eval(model, adapter, eval_batches)
@@ -71,9 +71,8 @@ def run_compare(
     correct: dict[tuple[str, int], torch.Tensor] = {}  # (method, heads) -> (N,) bool on the eval split
     for method in methods:
         t0 = time.perf_counter()
-        sel = make_selector(
-            model, adapter, data, PruneOptions(method=method, clustering=clustering, seed=seed)
-        )
+        # every method with the same seed and options (CAHP's own options apply to CAHP only)
+        sel = make_selector(model, adapter, data, PruneOptions(**{**base.model_dump(), "method": method}))
         masks = sel.masks(sorted(budgets, reverse=True))
         t_sel = time.perf_counter() - t0
         for k in sorted(masks, reverse=True):
@@ -113,7 +112,8 @@ def run_compare(
         "budgets": budgets,
         "methods": methods,
         "rows": rows,
-        "seed": seed,
+        "seed": base.seed,
+        "options": base.model_dump(mode="json", exclude={"method"}),
         "versions": versions(),
     }
 

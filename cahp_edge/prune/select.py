@@ -12,7 +12,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -21,32 +20,13 @@ from torch import nn
 from cahp_edge.arch import Adapter
 from cahp_edge.errors import UsageError
 from cahp_edge.plan import HeadPlan
-from cahp_edge.prune.knee import check_degree, find_knee
+from cahp_edge.prune.knee import find_knee
+from cahp_edge.prune.options import METHODS, PruneOptions
 from cahp_edge.prune.salience import masked_eval
 from cahp_edge.prune.sweep import HeadIndex, SelectionData, default_grid, run_sweep
 
-METHODS = ("cahp", "michel", "oneshot", "magnitude", "random", "uniform")
 # what "selection time" counts (the sweep's accuracy evaluations are excluded)
 SELECTION_STAGES = ("signatures_s", "salience_s", "clustering_s", "representative_loss_s")
-
-
-@dataclass
-class PruneOptions:
-    method: str = "cahp"
-    clustering: str = "spectral"
-    schedule: str = "iterative"  # cahp only: iterative | oneshot
-    salience_weight: float = 1.0  # cahp only: gamma of the salience-aware graph (0 = plain JSD graph)
-    salience_kind: str = "abs"  # cahp only: abs = E|dL/dm| | fisher = E_x (dL_x/dm)^2
-    salience_labels: str = "predicted"  # cahp only: predicted (the dense model's own argmax labels) | gold
-    round_fraction: float = 0.5  # cahp only: share of the calibration batches used by rounds after the first
-    loss_below: float = 0.0  # cahp only: at <= this fraction of heads, representatives by measured loss
-    degree: int = 3
-    max_drop: float | None = None  # accuracy points (0..100) below the dense model, on the selection split
-    heads: int | None = None
-    keep_ratio: float | None = None
-    floor: int | None = None  # smallest head count of the sweep (default: max(1, N // 16))
-    grid_points: int = 14
-    seed: int = 0
 
 
 def resolve_budget(n_total: int, heads: int | None, keep_ratio: float | None) -> int | None:
@@ -72,66 +52,13 @@ def resolve_budget(n_total: int, heads: int | None, keep_ratio: float | None) ->
 
 
 def check_options(o: PruneOptions, n_total: int) -> int | None:
-    if o.method not in METHODS:
-        raise UsageError(f"unknown method {o.method!r}", f"choose one of {', '.join(METHODS)}", "")
-    from cahp_edge.prune.graph import CLUSTERINGS
-
-    if o.clustering not in CLUSTERINGS:
-        raise UsageError(
-            f"unknown clustering {o.clustering!r}", f"choose one of {', '.join(CLUSTERINGS)}", ""
-        )
-    check_degree(o.degree)
-    from cahp_edge.prune.salience import LABEL_SOURCES, SALIENCE_KINDS
-
-    if o.salience_kind not in SALIENCE_KINDS:
-        raise UsageError(
-            f"unknown salience {o.salience_kind!r}", f"choose one of {', '.join(SALIENCE_KINDS)}", ""
-        )
-    if o.salience_labels not in LABEL_SOURCES:
-        raise UsageError(
-            f"unknown salience labels {o.salience_labels!r}", f"choose one of {', '.join(LABEL_SOURCES)}", ""
-        )
-    if not 0.0 < o.round_fraction <= 1.0:
-        raise UsageError(
-            f"--round-fraction {o.round_fraction} is out of range",
-            "it is the share of calibration data each later salience round uses",
-            "pass a value in (0, 1], e.g. 0.25",
-        )
-    if not 0.0 <= o.loss_below <= 1.0:
-        raise UsageError(
-            f"--loss-below {o.loss_below} is out of range",
-            "it is a fraction of the model's heads",
-            "pass a value in [0, 1], e.g. 0.5 (0 = off)",
-        )
-    if o.max_drop is not None and not 0 <= o.max_drop <= 100:
-        raise UsageError(
-            f"--max-drop {o.max_drop} is out of range",
-            "it is in accuracy points (0..100)",
-            "pass e.g. --max-drop 1.0",
-        )
+    """The head budget for this model (None: find the knee). Ranges were checked when ``o`` was built."""
     return resolve_budget(n_total, o.heads, o.keep_ratio)
 
 
 def make_selector(model: nn.Module, adapter: Adapter, data: SelectionData, o: PruneOptions):
-    if o.method == "cahp":
-        from cahp_edge.prune.cahp import CAHP
-
-        return CAHP(
-            model,
-            adapter,
-            data,
-            o.seed,
-            clustering=o.clustering,
-            schedule=o.schedule,
-            salience_weight=o.salience_weight,
-            salience_kind=o.salience_kind,
-            salience_labels=o.salience_labels,
-            round_fraction=o.round_fraction,
-            loss_below=o.loss_below,
-        )
-    from cahp_edge.prune.baselines import BASELINES
-
-    return BASELINES[o.method](model, adapter, data, o.seed)
+    """The registered method's selector, given the method's own options (see prune.options.METHODS)."""
+    return METHODS[o.method].load()(model, adapter, data, o.seed, **o.method_options())
 
 
 def versions() -> dict:
@@ -176,7 +103,7 @@ def select_heads(
     dense_acc, _dense_loss = masked_eval(model, adapter, data.select)
     meta: dict = {
         "method": options.method,
-        "options": asdict(options),
+        "options": options.model_dump(mode="json"),
         "seed": options.seed,
         "selection_accuracy_dense": dense_acc,
     }

@@ -114,7 +114,7 @@ def test_out_not_writable(ckpt, tiny_data, tmp_path, capsys):
     [
         ("turbo = true\n", "unknown option 'turbo'"),
         ("degree = 42\n", "'degree'"),
-        ("heads = 4\nkeep_ratio = 0.5\n", "give at most one"),
+        ("heads = 4\nkeep_ratio = 0.5\n", "--heads and --keep-ratio both given"),
         ("degree = 3\nseed = \n", "not valid TOML"),
         ("[build]\ndegree = 3\n[other]\nx = 1\n", "outside [build]"),
         ("[benchmark]\nruns = 0\n", "benchmark.runs"),

@@ -1,0 +1,237 @@
+"""One options model per stage: the prune CLI, the build CLI, build.toml and the cache key derive from it.
+
+Each test fails when a field is added to (or changed in) a stage's options model without reaching
+one of the places derived from it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic.fields import FieldInfo
+
+from cahp_edge.build.options import BuildOptions, make_options
+from cahp_edge.data.options import DataOptions
+from cahp_edge.deploy.options import QuantizeOptions
+from cahp_edge.errors import UsageError
+from cahp_edge.lineage import StageRecord
+from cahp_edge.options import choices, flag
+from cahp_edge.prune.options import METHODS, CahpOptions, MethodName, PruneOptions
+from cahp_edge.targets.options import ValidateOptions
+from cahp_edge.train.options import RecoverOptions
+
+STAGE_MODELS = (DataOptions, PruneOptions, RecoverOptions, QuantizeOptions, ValidateOptions)
+
+
+def _click_params(command_name: str) -> dict[str, object]:
+    """The click parameters of one `cahp-edge` command, by parameter name."""
+    import typer.main
+
+    from cahp_edge import cli
+    from cahp_edge.cli.app import app
+
+    cli.register_commands()
+    group = typer.main.get_command(app)
+    return {p.name: p for p in group.commands[command_name].params}
+
+
+def _same_field(a: FieldInfo, b: FieldInfo) -> bool:
+    return (a.annotation == b.annotation and a.default == b.default and a.metadata == b.metadata
+            and a.description == b.description)
+
+
+def _other_value(info: FieldInfo):
+    """A valid value different from the field's default (to prove the field reaches the cache key)."""
+    allowed = choices(info)
+    if allowed:
+        return next(c for c in allowed if c != info.default)
+    types = set(typing.get_args(info.annotation)) | {info.annotation}
+    if bool in types:
+        return not info.default
+    if int in types:
+        return 2 if info.default in (None, 1) else info.default + 1
+    if float in types:
+        return 0.5 if info.default in (None, 1.0) else (info.default + 0.25 if info.default < 0.5 else 0.25)
+    if str in types:
+        return "text"
+    raise AssertionError(f"no alternative value for {info}")
+
+
+@pytest.mark.parametrize("model", STAGE_MODELS, ids=lambda m: m.__name__)
+def test_build_options_hold_every_stage_field_unchanged(model):
+    for name, info in model.model_fields.items():
+        assert name in BuildOptions.model_fields, f"{model.__name__}.{name} is not a build option"
+        assert _same_field(info, BuildOptions.model_fields[name]), f"{name} differs in BuildOptions"
+
+
+def test_fields_shared_by_stages_are_one_definition():
+    seen: dict[str, FieldInfo] = {}
+    for model in STAGE_MODELS:
+        for name, info in model.model_fields.items():
+            if name in seen:
+                assert _same_field(seen[name], info), f"{name} is defined twice, differently"
+            seen[name] = info
+
+
+@pytest.mark.parametrize("model", (DataOptions, PruneOptions), ids=lambda m: m.__name__)
+def test_prune_cli_option_per_field_with_the_models_default(model):
+    params = _click_params("prune")
+    for name, info in model.model_fields.items():
+        assert name in params, f"`cahp-edge prune` has no option for {model.__name__}.{name}"
+        p = params[name]
+        assert flag(model, name) in p.opts, (name, p.opts)
+        assert p.default == info.default, (name, p.default, info.default)
+        allowed = choices(info)
+        if allowed:
+            assert all(c in (p.help or "") for c in allowed), f"--help of {name} does not list its choices"
+
+
+@pytest.mark.parametrize("model", STAGE_MODELS, ids=lambda m: m.__name__)
+def test_build_cli_option_per_stage_field_defaulting_to_the_config(model):
+    params = _click_params("build")
+    for name in model.model_fields:
+        if name == "benchmark":  # a table of its own in build.toml; `--runs` on the command line
+            assert "runs" in params
+            continue
+        assert name in params, f"`cahp-edge build` has no option for {model.__name__}.{name}"
+        assert flag(model, name) in params[name].opts[0] or flag(model, name) in params[name].opts
+        assert params[name].default is None  # not given: build.toml or the model's default applies
+
+
+def test_every_build_option_is_a_build_toml_key(tmp_path):
+    for name, info in BuildOptions.model_fields.items():
+        if name in ("model", "data"):
+            continue
+        value = {"benchmark": {"runs": 3}, "targets": ["host"], "eval": "dev.tsv", "out": "o",
+                 "name": "n"}.get(name)
+        if value is None:
+            value = _other_value(info)
+        text = f"model = 'm'\ndata = 'd'\n{name} = {_toml(value)}\n"
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(text)
+        got = make_options({}, cfg)
+        if name == "benchmark":
+            assert got.benchmark.runs == 3
+        else:
+            assert getattr(got, name) == value, name
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f"'{v}'"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v)
+
+
+class _Recorded(Exception):
+    pass
+
+
+class _KeyCache:
+    """Stands in for BuildCache: records each stage's inputs, runs nothing, stops after ``last``."""
+
+    def __init__(self, last: str) -> None:
+        self.last, self.inputs = last, {}
+
+    def run(self, stage, inputs, fn, force=False):
+        from cahp_edge.build.cache import stage_key
+
+        self.inputs[stage] = (stage_key(stage, inputs), inputs)
+        if stage == self.last:
+            raise _Recorded
+        return StageRecord(stage, "k", Path("/nonexistent"), "t" + stage)
+
+
+def _stage_key(stage: str, **changes) -> str:
+    from cahp_edge.build import pipeline
+
+    opts = BuildOptions.model_validate({"model": "m", "data": "d", **changes})
+    src = pipeline.Source(Path("m"), "ckpt", "tok", {0: "a", 1: "b"}, "train-hash", None)
+    cache = _KeyCache(stage)
+    with pytest.raises(_Recorded):
+        pipeline.build_locked(opts, [], cache, False, pipeline.Events(), src=src)
+    return cache.inputs[stage][0]
+
+
+@pytest.mark.parametrize("model", (DataOptions, PruneOptions), ids=lambda m: m.__name__)
+def test_every_prune_stage_option_changes_the_prune_cache_key(model):
+    base = _stage_key("prune")
+    for name, info in model.model_fields.items():
+        changed = _stage_key("prune", **{name: _other_value(info)})
+        assert changed != base, f"{model.__name__}.{name} does not reach the prune cache key"
+
+
+def test_every_recover_option_changes_the_recover_cache_key():
+    base = _stage_key("recover")
+    for name, info in RecoverOptions.model_fields.items():
+        if name == "recover_epochs":
+            changed = _stage_key("recover", recover_epochs=2.0)
+        else:
+            changed = _stage_key("recover", **{name: _other_value(info)})
+        assert changed != base, f"RecoverOptions.{name} does not reach the recover cache key"
+
+
+def test_max_drop_means_points_in_prune_and_build(monkeypatch, tmp_path):
+    """`--max-drop 1.0` is one accuracy point for both commands (build refused it as a fraction before)."""
+    from cahp_edge import cli
+    from cahp_edge.build import pipeline
+
+    seen = {}
+
+    def fake_build(opts, force=False, events=None):
+        seen["opts"] = opts
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "build", fake_build)
+    with pytest.raises(SystemExit):
+        cli.main(["build", "--model", "m", "--data", "d", "--target", "host", "--out", str(tmp_path / "o"),
+                  "--max-drop", "1.0", "--salience", "fisher"])
+    assert PruneOptions.pick(seen["opts"]).max_drop == 1.0 == PruneOptions(max_drop=1.0).max_drop
+    assert seen["opts"].salience_kind == "fisher"
+    with pytest.raises(UsageError, match=r"--max-drop 101.0 is out of range.*\[0, 100\]"):
+        PruneOptions(max_drop=101.0)
+
+
+def test_method_registry_and_its_options():
+    assert set(typing.get_args(MethodName)) == set(METHODS)
+    for m in METHODS.values():
+        selector = m.load()
+        params = inspect.signature(selector).parameters
+        if m.options is not None:
+            assert issubclass(PruneOptions, m.options), f"PruneOptions lacks {m.name}'s options"
+            missing = set(m.options.model_fields) - set(params)
+            assert not missing, f"{m.name}'s selector takes no {missing}"
+            # the selector's own defaults are the options model's (one source of defaults)
+            for name, info in m.options.model_fields.items():
+                assert params[name].default == info.default, (m.name, name)
+    assert PruneOptions(method="michel").method_options() == {}
+    agg = PruneOptions(method="cahp", clustering="agglomerative")
+    assert agg.method_options()["clustering"] == "agglomerative"
+    assert set(PruneOptions().method_options()) == set(CahpOptions.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"method": "bogus"}, "unknown method 'bogus'"),
+        ({"salience_kind": "x"}, "unknown salience 'x'"),
+        ({"keep_ratio": 0.0}, "--keep-ratio 0.0 is out of range"),
+        ({"round_fraction": 0.0}, "--round-fraction 0.0 is out of range"),
+        ({"degree": 11}, "--degree 11 is out of range"),
+        ({"heads": 3, "keep_ratio": 0.5}, "--heads and --keep-ratio both given"),
+        ({"nope": 1}, "unknown option 'nope'"),
+    ],
+)
+def test_bad_stage_options_are_one_line_usage_errors(kw, needle):
+    with pytest.raises(UsageError) as e:
+        PruneOptions(**kw)
+    assert needle in e.value.line() and "\n" not in e.value.line()
+    assert e.value.exit_code == 2
