@@ -39,12 +39,13 @@ def build_int8(model_dir: Path, work: Path, target: str) -> tuple[Path, Path]:
     from cahp_edge.deploy.export import export_onnx
     from cahp_edge.deploy.optimize import optimize_onnx
     from cahp_edge.deploy.quantize import quantize
+    from cahp_edge.targets.profile import load_target
 
     exp, opt, q = work / "export", work / "optimize", work / f"int8-{target}"
     if not (q / "model.onnx").exists():
         export_onnx(str(model_dir), exp, overwrite=True)
         optimize_onnx(exp, opt, overwrite=True)
-        quantize(opt, target, q, overwrite=True)
+        quantize(opt, load_target(target), q, overwrite=True)
     return exp, q
 
 

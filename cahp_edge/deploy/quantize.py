@@ -57,14 +57,6 @@ class QuantizedModel:
                 "warnings": self.warnings, "ort_path": str(self.ort_path) if self.ort_path else None}
 
 
-def _target(target):
-    if isinstance(target, (str, Path)):
-        from cahp_edge.targets.profile import load_target
-
-        return load_target(target)
-    return target
-
-
 def recipe_dict(recipe) -> dict:
     d = {f: getattr(recipe, f) for f in RECIPE_FIELDS if hasattr(recipe, f)}
     return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in d.items()}
@@ -72,12 +64,12 @@ def recipe_dict(recipe) -> dict:
 
 def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: int | None = None,
              overwrite: bool = False, progress=None, max_select: int = 1000) -> QuantizedModel:
-    """Quantize an exported/optimized folder for ``target``; gate accuracy on ``select`` if it has labels.
+    """Quantize an exported/optimized folder for ``target`` (a loaded profile: targets.profile.load_target);
+    gate accuracy on ``select`` if it has labels.
 
     ``calib`` / ``select``: a cahp_edge.data.TextDataset (tokenized with the folder's tokenizer), or
     ``(batches, labels)`` with batches of model inputs as numpy arrays (labels may be None).
     """
-    target = _target(target)
     recipe = target.quantization
     check_recipe(recipe, target)
     src = Path(getattr(model, "path", model))
