@@ -152,8 +152,8 @@ def table_text(res: dict) -> str:
 
 
 def write_compare(out: Path, res: dict) -> None:
+    from cahp_edge import plots
     from cahp_edge.fsutil import atomic_write_text
-    from cahp_edge.prune import plots
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
@@ -162,4 +162,4 @@ def write_compare(out: Path, res: dict) -> None:
         w.writerow({**r, "heads_per_layer": " ".join(map(str, r["heads_per_layer"]))})
     atomic_write_text(out / "compare.csv", buf.getvalue())
     atomic_write_text(out / "compare.json", json.dumps(res, indent=2, default=str) + "\n")
-    plots.compare(out / "compare.png", res["rows"], res["dense"]["eval_accuracy"])
+    plots.save(plots.compare_figure(res["rows"], res["dense"]["eval_accuracy"]), out / "compare.png")

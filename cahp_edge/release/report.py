@@ -7,11 +7,12 @@ verdicts. Inputs are plain dicts read from stage outputs, so a report can be re-
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from dataclasses import dataclass, field
 from typing import Any
+
+from cahp_edge import plots
+from cahp_edge.plots import knee_info
 
 LABELS = {"dense": "dense fp32", "pruned": "pruned fp32", "shipped": "pruned + quantized (shipped)"}
 COLORS = {"dense": "#9aa5b1", "pruned": "#5b8def", "shipped": "#1f9d55"}
@@ -28,133 +29,24 @@ class ReportContext:
     stages: dict = field(default_factory=dict)
 
 
-# ---- data views ---------------------------------------------------------------------------------
-def curve_points(plan: dict) -> list[tuple[int, float]]:
-    raw = plan.get("curve") or (plan.get("sweep") or {}).get("points") or []
-    pts = []
-    for p in raw:
-        if isinstance(p, dict):
-            k, a = p.get("heads", p.get("k")), p.get("accuracy")
-        else:
-            k, a = p[0], p[1]
-        if k is not None and a is not None:
-            pts.append((int(k), float(a)))
-    return sorted(pts)
-
-
-def knee_info(plan: dict) -> dict:
-    k = plan.get("knee")
-    return k if isinstance(k, dict) else ({"k": k} if isinstance(k, int) else {})
-
-
+# ---- plots (drawn by cahp_edge.plots, inlined as base64 PNG) ------------------------------------
 def _fmt(v: Any, spec: str = ".4f", unit: str = "") -> str:
     return "–" if v is None else f"{v:{spec}}{unit}"
 
 
-# ---- plots --------------------------------------------------------------------------------------
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_knee(plan: dict) -> str | None:
-    """Selection-split accuracy (%) per head count, the polynomial fit and the chosen knee."""
-    pts = curve_points(plan)
-    if len(pts) < 2:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ks, accs = zip(*pts, strict=True)
-    ax.plot(ks, [100 * a for a in accs], "o", color="#5b8def", label="measured (selection split)")
-    knee = knee_info(plan)
-    fitted = plan.get("fitted_curve") or []
-    if fitted:
-        fk, fy = zip(*[(p[0], p[1]) for p in fitted], strict=True)
-        ax.plot(fk, fy, "-", color="#e07a1f", label=f"polynomial fit (degree {knee.get('degree', '?')})")
-    k_star = plan.get("k_star", knee.get("k"))
-    if k_star is not None:
-        k_fit = knee.get("k")
-        label = f"kept: k={k_star}" + (f" (knee of the fit at {k_fit}, next grid point)"
-                                       if k_fit is not None and k_fit != k_star else " (knee)")
-        ax.axvline(k_star, color="#1f9d55", ls="--", label=label)
-    ax.set_xlabel("heads kept")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Accuracy vs heads kept")
-    return _png(fig)
+    fig = plots.knee_figure(plan)
+    return plots.png_base64(fig) if fig is not None else None
 
 
 def plot_heatmap(plan: dict) -> str | None:
-    import numpy as np
-
-    num_heads, kept = plan.get("num_heads"), plan.get("kept")
-    if not num_heads or kept is None:
-        return None
-    plt = _plt()
-    grid = np.full((len(num_heads), max(num_heads)), np.nan)
-    for layer, n in enumerate(num_heads):
-        grid[layer, :n] = 0.0
-        for h in kept[layer]:
-            grid[layer, h] = 1.0
-    fig, ax = plt.subplots(
-        figsize=(max(3.5, 0.42 * grid.shape[1] + 1.5), max(2.2, 0.38 * grid.shape[0] + 1.2))
-    )
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    cmap = ListedColormap(["#e5e7eb", "#1f9d55"]).with_extremes(bad="#ffffff")  # dropped, kept
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
-    ax.legend(handles=[Patch(color="#1f9d55", label="kept"), Patch(color="#e5e7eb", label="removed")],
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_xticks(range(grid.shape[1]))
-    ax.set_yticks(range(grid.shape[0]))
-    ax.set_yticklabels([f"{i} ({len(kept[i])})" for i in range(grid.shape[0])])
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer (heads kept)")
-    ax.set_title(f"Kept heads: {sum(len(k) for k in kept)} of {sum(num_heads)}")
-    return _png(fig)
+    fig = plots.heads_figure(plan)
+    return plots.png_base64(fig) if fig is not None else None
 
 
 def plot_bars(metrics: dict[str, dict]) -> str | None:
-    names = [n for n in ("dense", "pruned", "shipped") if n in metrics]
-    if not names:
-        return None
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.6, 3.2))
-    acc = [metrics[n].get("accuracy") or 0.0 for n in names]
-    lat = [(metrics[n].get("latency_ms") or {}).get("p50") or 0.0 for n in names]
-    p90 = [(metrics[n].get("latency_ms") or {}).get("p90") or 0.0 for n in names]
-    labels = [LABELS[n].replace(" (shipped)", "\n(shipped)") for n in names]
-    colors = [COLORS[n] for n in names]
-    bars = a1.bar(labels, acc, color=colors)
-    a1.bar_label(bars, fmt="%.3f", fontsize=8)
-    a1.set_ylim(0, max(1e-6, max(acc)) * 1.18)
-    a1.set_title("Accuracy (evaluation split)")
-    bars = a2.bar(labels, lat, color=colors, label="p50")
-    a2.scatter(labels, p90, color="#333333", marker="_", s=400, label="p90", zorder=3)
-    a2.bar_label(bars, fmt="%.2f", fontsize=8)
-    a2.set_ylim(0, max(1e-6, max(lat + p90)) * 1.18)
-    a2.set_title("Latency (ms)")
-    a2.legend(fontsize=8)
-    for a in (a1, a2):
-        a.tick_params(axis="x", labelsize=8)
-        a.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
+    fig = plots.bars_figure(metrics, LABELS, COLORS)
+    return plots.png_base64(fig) if fig is not None else None
 
 
 # ---- documents ----------------------------------------------------------------------------------

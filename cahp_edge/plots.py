@@ -1,0 +1,183 @@
+"""Every picture cahp-edge draws (matplotlib, Agg backend: no display needed), in one place.
+
+Each ``*_figure`` function builds a figure from plain data (plan.json, metrics, compare rows); the
+caller writes it as a file (``save``: the prune folder's PNGs) or inlines it (``png_base64``:
+report.html). So the knee chart and the heatmap a user sees are the same in both.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _plt().close(fig)
+    return path
+
+
+def png_base64(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# ---- plan views (what the knee chart reads) -----------------------------------------------------
+def curve_points(plan: dict) -> list[tuple[int, float]]:
+    raw = plan.get("curve") or (plan.get("sweep") or {}).get("points") or []
+    pts = []
+    for p in raw:
+        if isinstance(p, dict):
+            k, a = p.get("heads", p.get("k")), p.get("accuracy")
+        else:
+            k, a = p[0], p[1]
+        if k is not None and a is not None:
+            pts.append((int(k), float(a)))
+    return sorted(pts)
+
+
+def knee_info(plan: dict) -> dict:
+    k = plan.get("knee")
+    return k if isinstance(k, dict) else ({"k": k} if isinstance(k, int) else {})
+
+
+
+# ---- figures ---------------------------------------------------------------------------------
+def knee_figure(plan: dict):
+    """Selection-split accuracy (%) per head count, the polynomial fit, the dense model and the knee.
+
+    ``plan``: plan.json as a dict (or a plan's ``meta``: the same keys). None when the plan has no curve.
+    """
+    pts = curve_points(plan)
+    if len(pts) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ks, accs = zip(*pts, strict=True)
+    ax.plot(ks, [100 * a for a in accs], "o", color="#5b8def", label="measured (selection split)")
+    knee = knee_info(plan)
+    fitted = plan.get("fitted_curve") or []
+    if fitted:
+        fk, fy = zip(*[(p[0], p[1]) for p in fitted], strict=True)
+        ax.plot(fk, fy, "-", color="#e07a1f", label=f"polynomial fit (degree {knee.get('degree', '?')})")
+    k_star = plan.get("k_star", knee.get("k"))
+    if k_star is not None:
+        k_fit = knee.get("k")
+        label = f"kept: k={k_star}" + (f" (knee of the fit at {k_fit}, next grid point)"
+                                       if k_fit is not None and k_fit != k_star else " (knee)")
+        ax.axvline(k_star, color="#1f9d55", ls="--", label=label)
+    if plan.get("selection_accuracy_dense") is not None:
+        ax.axhline(100 * plan["selection_accuracy_dense"], color="gray", ls=":", label="dense")
+    ax.set_xlabel("heads kept")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    method = plan.get("method")
+    ax.set_title(f"{method}: accuracy vs heads kept" if method else "Accuracy vs heads kept")
+    return fig
+
+
+def heads_figure(plan: dict):
+    """Kept (green) and removed heads, layer x head; layers may have different head counts."""
+    num_heads, kept = plan.get("num_heads"), plan.get("kept")
+    if not num_heads or kept is None:
+        return None
+    plt = _plt()
+    grid = np.full((len(num_heads), max(num_heads)), np.nan)
+    for layer, n in enumerate(num_heads):
+        grid[layer, :n] = 0.0
+        for h in kept[layer]:
+            grid[layer, h] = 1.0
+    fig, ax = plt.subplots(
+        figsize=(max(3.5, 0.42 * grid.shape[1] + 1.5), max(2.2, 0.38 * grid.shape[0] + 1.2))
+    )
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    cmap = ListedColormap(["#e5e7eb", "#1f9d55"]).with_extremes(bad="#ffffff")  # dropped, kept
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.legend(handles=[Patch(color="#1f9d55", label="kept"), Patch(color="#e5e7eb", label="removed")],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_xticks(range(grid.shape[1]))
+    ax.set_yticks(range(grid.shape[0]))
+    ax.set_yticklabels([f"{i} ({len(kept[i])})" for i in range(grid.shape[0])])
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer (heads kept)")
+    ax.set_title(f"Kept heads: {sum(len(k) for k in kept)} of {sum(num_heads)}")
+    return fig
+
+
+def distance_figure(dist: np.ndarray, heads_per_layer: list[int]):
+    """The head-to-head distance matrix (mean JSD), layer boundaries marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(np.asarray(dist), cmap="viridis")
+    edges = np.cumsum(heads_per_layer)[:-1] - 0.5
+    for e in edges:
+        ax.axhline(e, color="white", lw=0.5)
+        ax.axvline(e, color="white", lw=0.5)
+    fig.colorbar(im, ax=ax, label="mean JSD (nats)")
+    ax.set_title("head distance (layers marked)")
+    fig.tight_layout()
+    return fig
+
+
+def compare_figure(rows: list[dict], dense: float | None = None, key: str = "eval_accuracy"):
+    """Accuracy vs heads kept, one line per method (`cahp-edge compare`)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r["method"] for r in rows}):
+        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["heads"])
+        ax.plot([r["heads"] for r in rs], [100 * r[key] for r in rs], "o-", label=method)
+    if dense is not None:
+        ax.axhline(100 * dense, color="gray", ls=":", label="dense")
+    ax.set_xlabel("heads kept")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bars_figure(metrics: dict[str, dict], labels: dict[str, str], colors: dict[str, str]):
+    """Accuracy and latency (p50 bars, p90 ticks) of the dense, pruned and shipped models."""
+    names = [n for n in ("dense", "pruned", "shipped") if n in metrics]
+    if not names:
+        return None
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.6, 3.2))
+    acc = [metrics[n].get("accuracy") or 0.0 for n in names]
+    lat = [(metrics[n].get("latency_ms") or {}).get("p50") or 0.0 for n in names]
+    p90 = [(metrics[n].get("latency_ms") or {}).get("p90") or 0.0 for n in names]
+    names_shown = [labels[n].replace(" (shipped)", "\n(shipped)") for n in names]
+    shades = [colors[n] for n in names]
+    bars = a1.bar(names_shown, acc, color=shades)
+    a1.bar_label(bars, fmt="%.3f", fontsize=8)
+    a1.set_ylim(0, max(1e-6, max(acc)) * 1.18)
+    a1.set_title("Accuracy (evaluation split)")
+    bars = a2.bar(names_shown, lat, color=shades, label="p50")
+    a2.scatter(names_shown, p90, color="#333333", marker="_", s=400, label="p90", zorder=3)
+    a2.bar_label(bars, fmt="%.2f", fontsize=8)
+    a2.set_ylim(0, max(1e-6, max(lat + p90)) * 1.18)
+    a2.set_title("Latency (ms)")
+    a2.legend(fontsize=8)
+    for a in (a1, a2):
+        a.tick_params(axis="x", labelsize=8)
+        a.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
