@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ARM64 emulation for tests/test_emulate.py (issue 5): qemu-aarch64 + arm64 Python 3.11 + aarch64
+# ARM64 emulation for tests/targets/test_emulate.py (issue 5): qemu-aarch64 + arm64 Python 3.11 + aarch64
 # onnxruntime/numpy/tokenizers, built by the script the project ships. Idempotent (the shipped
 # script skips finished steps); ~30 s from scratch here, ~5 s when up to date.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# OpenSSH server for tests/test_remote_ssh.py (issue 5): the tests start their own sshd on 127.0.0.1
+# OpenSSH server for tests/targets/test_remote_ssh.py (issue 5): the tests start their own sshd on 127.0.0.1
 # with a throwaway config and keys; this only installs the binary. Idempotent: skips when present.
 #
 #   bash .ci/setup-sshd.sh

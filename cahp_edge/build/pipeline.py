@@ -6,7 +6,7 @@
     dense: export ─ optimize ─────────────────────────────┘  (t: every target; dense fp32 for comparison)
 
 Only composition lives here: every stage is a function of another module, called through
-:mod:`cahp_edge.build.stages`; each finished stage is an entry of :class:`cahp_edge.cache.BuildCache`,
+:mod:`cahp_edge.build.stages`; each finished stage is an entry of :class:`cahp_edge.build.cache.BuildCache`,
 so a re-run resumes after the last finished stage and a no-change re-run recomputes nothing.
 Nothing here prints: the caller passes :class:`Events` and renders them.
 """

@@ -2,7 +2,7 @@
 
 One fine-tune of a reshaped (physically pruned) model to win back accuracy, optionally distilling
 the dense model's logits (loss = (1 - alpha) * CE + alpha * T^2 * KL). Works on any head layout,
-including layers that keep no heads. The result is saved with :func:`cahp_edge.reshape.save_pruned`,
+including layers that keep no heads. The result is saved with :func:`cahp_edge.model.load.save_pruned`,
 so it reloads with ``load_pruned`` / ``load_model`` exactly like the input.
 
 Accuracy before/after is measured on ``--eval`` (the dev split); recovery trains on ``--data``

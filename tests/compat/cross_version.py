@@ -1,6 +1,6 @@
 """Run inside another transformers version (the 4.57 compat venv) to check pruned folders across versions.
 
-    $CAHP_COMPAT_PYTHON tests/compat/cross_version.py WORKDIR
+    $CAHP_COMPAT_PYTHON -m tests.compat.cross_version WORKDIR      # from the repository root
 
 1. every folder WORKDIR/from_main/<family>/pruned (written by the main venv) is loaded with load_pruned
    and run on WORKDIR/from_main/<family>/inputs.npz; logits go to .../logits_here.npy;
@@ -18,14 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny.py
-
-from test_foundation_reshape import spread
-from tiny import TINY_CONFIGS, tiny_batch, tiny_model
-
 from cahp_edge.model.load import load_pruned, save_pruned
 from cahp_edge.model.reshape import reshape
 from cahp_edge.plan import HeadPlan
+from tests.helpers.tiny import TINY_CONFIGS, spread, tiny_batch, tiny_model
 
 # layer 1 keeps no heads; the others keep an uneven subset
 KEPT = {3: ((0, 3), (), (1, 2, 3)), 2: ((1, 2, 5), ())}

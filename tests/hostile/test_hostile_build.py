@@ -12,9 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fails, snapshot
 
 from cahp_edge.release import package
+from tests.hostile.support import fails, snapshot
 
 TARGET = "x86-64-avx2"
 
@@ -73,7 +73,7 @@ def test_unknown_target(ckpt, tiny_data, dist, capsys):
 
 
 def test_model_and_data_labels_disagree(ckpt, tmp_path, dist, capsys):
-    from build_tiny import make_data
+    from tests.helpers.build_tiny import make_data
 
     data = make_data(tmp_path / "abc", labels=("neg", "pos", "meh"))
     (data / "train.tsv").write_text((data / "train.tsv").read_text() + "so so\tmeh\n")

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import fails_clean
+
+from tests.hostile.support import fails_clean
 
 GOOD_ROWS = "".join(f"the film was {w}\t{y}\n" for w, y in [("good", "pos"), ("bad", "neg")] * 4)
 

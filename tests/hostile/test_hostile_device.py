@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, fails_clean
+
+from tests.hostile.support import TESTS, fails_clean
 
 FAKE_ADB = TESTS / "fake_adb"
 SERIAL = "emulator-5554"
@@ -59,7 +60,7 @@ def test_tokenizer_missing_from_package(onnx_pkg, tmp_path, capsys):
     not Path("/usr/bin/ssh").exists(), reason="OpenSSH client absent (apt-get install openssh-client)"
 )
 def test_ssh_unreachable_closed_port(onnx_pkg, tmp_path, capsys):
-    from remote_helpers import free_port
+    from tests.helpers.remote_helpers import free_port
 
     port = free_port()  # nothing listens there
     t0 = time.monotonic()
@@ -154,7 +155,7 @@ def test_adb_runner_times_out(adb, onnx_pkg, tmp_path, capsys):
 
 
 def test_adb_python_lacks_onnxruntime(adb, onnx_pkg, tmp_path, capsys):
-    from remote_helpers import python_without
+    from tests.helpers.remote_helpers import python_without
 
     py = python_without("onnxruntime", tmp_path)
     fails_clean(

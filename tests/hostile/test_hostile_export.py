@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fails_clean, run_cli
+
+from tests.hostile.support import REPO, fails, fails_clean
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +105,11 @@ def test_calibration_data_smaller_than_asked(exported, tiny_data, tmp_path, caps
 def test_quantize_contradictory_target(exported, tmp_path, capsys):
     p = _static_target(tmp_path).read_text().replace('mode = "static"', 'mode = "dynamic"')
     p = p.replace('activation_type = "uint8"', 'activation_type = "int8"')
+    # the test's own precondition, asserted (a skip here would hide the very regression it guards)
+    assert 'activation_type = "int8"' in p and 'mode = "dynamic"' in p
     bad = tmp_path / "contradiction.toml"
     bad.write_text(p)
-    r = run_cli(["targets", "show", bad], capsys)
-    if r.code == 0:
-        pytest.skip("the shipped profile no longer sets activation_type = uint8; nothing to contradict")
+    fails(["targets", "show", bad], capsys, "dynamic quantization only supports uint8")
     fails_clean(
         ["quantize", exported, "--target", bad, "--out", tmp_path / "q", "-q"],
         capsys,

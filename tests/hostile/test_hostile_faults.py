@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, REPO, fails, run_cli, snapshot
 
 from cahp_edge.build.cache import CACHE_DIR
 from cahp_edge.release import package
+from tests.hostile.support import CLI, REPO, fails, run_cli, snapshot
 
 TARGET = "x86-64-avx2"
 SECRET = "secret123-do-not-ship"
@@ -48,7 +48,7 @@ seq_len = 16
 def ws(tmp_path_factory, tiny_ckpt_master, tiny_pkg_master):
     import shutil
 
-    from build_tiny import make_data
+    from tests.helpers.build_tiny import make_data
 
     root = tmp_path_factory.mktemp("faults")
     shutil.copytree(tiny_ckpt_master, root / "ck")

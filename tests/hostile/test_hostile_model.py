@@ -7,7 +7,8 @@ import pickle
 from pathlib import Path
 
 import pytest
-from conftest import fails_clean, run_cli, snapshot
+
+from tests.hostile.support import fails_clean, run_cli, snapshot
 
 
 def _config(ckpt: Path) -> dict:
@@ -244,7 +245,7 @@ def _real_cli(*argv) -> tuple[int, str]:
     """The console script in a fresh process: library loggers and warnings write to the real stderr."""
     import subprocess
 
-    from conftest import CLI, REPO
+    from tests.hostile.support import CLI, REPO
 
     p = subprocess.run([str(CLI), *map(str, argv)], capture_output=True, text=True, timeout=300, cwd=REPO)
     return p.returncode, p.stderr
@@ -252,8 +253,9 @@ def _real_cli(*argv) -> tuple[int, str]:
 
 def test_real_process_missing_weights_and_pickle_warning_stay_one_line(ckpt, tmp_path):
     """transformers' load report and torch's pickle warnings must not leak around the error line."""
-    from conftest import assert_one_line_error
     from safetensors.torch import load_file, save_file
+
+    from tests.hostile.support import assert_one_line_error
 
     w = ckpt / "model.safetensors"
     sd = load_file(str(w))

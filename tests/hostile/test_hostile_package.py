@@ -13,9 +13,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import fails_clean, run_cli
 
 from cahp_edge.release import package
+from tests.hostile.support import fails_clean, run_cli
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import fails_clean
+
+from tests.hostile.support import fails_clean
 
 # ---- head plans: the tiny checkpoint has 3 layers x 4 heads -------------------------------------------
 PLANS = {
@@ -48,7 +49,7 @@ def test_plan_file_missing(ckpt, tmp_path, capsys):
 
 def test_pruned_model_given_as_dense(ckpt, tmp_path, capsys):
     """Reshaping an already-pruned folder again: refused (head indices would not stack)."""
-    from conftest import run_cli
+    from tests.hostile.support import run_cli
 
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"num_heads": [4, 4, 4], "kept": [[0, 1], [], [3]]}))
@@ -135,7 +136,7 @@ def test_hostile_target_profile(case, tmp_path, capsys):
 
 
 def test_good_profile_is_accepted(tmp_path, capsys):
-    from conftest import run_cli
+    from tests.hostile.support import run_cli
 
     p = tmp_path / "mine.toml"
     p.write_text(GOOD)

@@ -166,7 +166,7 @@ def test_plan_load_arbitrary_file(work, raw):
 
 
 # ---- target profiles ------------------------------------------------------------------------------------
-from test_hostile_plan_target import GOOD  # noqa: E402 - the valid profile the mutations start from
+from tests.hostile.test_hostile_plan_target import GOOD  # noqa: E402 - the valid profile the mutations start from
 
 _KEYS = [
     ("threads",),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import fails_clean
+
+from tests.hostile.support import fails_clean
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_recover_dense_model(ckpt, tiny_data, tmp_path, capsys):
 
 
 def test_recover_teacher_with_other_labels(ckpt, tiny_data, tmp_path, capsys):
-    from conftest import run_cli
+    from tests.hostile.support import run_cli
 
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"num_heads": [4, 4, 4], "kept": [[0, 1], [2], [3]]}))
