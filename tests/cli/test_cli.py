@@ -297,3 +297,33 @@ def test_plan_folder_from_prune_is_accepted(ckpt, tmp_path, capsys):
                      "--out", tmp_path / "o2")
     assert_one_line_failure(rc, err, 1, "plan file not found")
     assert not (tmp_path / "o2").exists()
+
+
+def test_every_command_registers_without_torch_or_transformers():
+    """`cahp-edge --help` stays instant: command modules and every options model are torch-free."""
+    code = (
+        "import json, sys\n"
+        "import typer.main\n"
+        "from cahp_edge.cli import register_commands\n"
+        "from cahp_edge.cli.app import app\n"
+        "register_commands()\n"
+        "names = sorted(typer.main.get_command(app).commands)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnx') if m in sys.modules]\n"
+        "print(json.dumps({'commands': names, 'heavy': heavy}))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["heavy"] == []
+    assert got["commands"] == sorted(["build", "compare", "demo", "export", "finetune", "inspect", "optimize",
+                                      "prune", "quantize", "recover", "reshape", "targets", "validate",
+                                      "verify"])
+
+
+def test_a_broken_command_module_fails_loudly(monkeypatch):
+    """Commands are an explicit list: a module that fails to import is an error, never a missing command."""
+    from cahp_edge import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "no_such_commands"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_commands"):
+        cli.register_commands()
