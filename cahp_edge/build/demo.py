@@ -20,6 +20,8 @@ from cahp_edge.build.pipeline import (
     build_workspace,
     resolve_targets,
 )
+from cahp_edge.data.options import DataOptions
+from cahp_edge.train.options import LoopOptions
 
 DEMO_DEFAULTS = {
     # sized for <= 15 min on 2 CPU cores end to end (measured: docs/build.md)
@@ -88,8 +90,9 @@ def demo(
             "train": _input_hash(str(train)),
             "dev": _input_hash(str(dev)),
             "epochs": DEMO_FINETUNE_EPOCHS,
-            # everything _train_config reads from the options (learning_rate was missing from the key)
-            **opts.model_dump(include={"seed", "max_length", "batch_size", "learning_rate"}),
+            # what the fine-tune reads from the options: data-side knobs and the loop's own
+            "data": DataOptions.pick(opts).cache_key(),
+            "loop": LoopOptions.pick(opts).cache_key(),
         }
         ft = cache.run(
             "finetune",

@@ -85,13 +85,11 @@ def write_eval(art: Path, opts, id2label: dict) -> dict:
     return info
 
 
-def _train_config(opts, epochs: float, recovering: bool = True, learning_rate: float | None = None):
+def _train_config(opts, epochs: float, loop, recovering: bool = True):
+    from cahp_edge.data.options import DataOptions
     from cahp_edge.train.loop import TrainConfig
 
-    kw = {"lr": learning_rate} if learning_rate else {"lr": 3e-5 if recovering else 5e-5}
-    return TrainConfig(
-        epochs=epochs, batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed, **kw
-    )
+    return TrainConfig.from_options(DataOptions.pick(opts), loop, epochs, recovering)
 
 
 def _train_progress(progress: Progress | None, task: str):
@@ -106,13 +104,14 @@ def finetune(
 ) -> dict:
     """Demo: turn a base encoder into a task classifier (cahp_edge.train.finetune)."""
     from cahp_edge.train.finetune import finetune as run
+    from cahp_edge.train.options import LoopOptions
 
     res = run(
         base,
         train,
         art,
         eval_data=dev,
-        cfg=_train_config(opts, epochs, recovering=False, learning_rate=opts.learning_rate),
+        cfg=_train_config(opts, epochs, LoopOptions.pick(opts), recovering=False),
         progress=_train_progress(progress, "fine-tune"),
     )
     return {
@@ -197,7 +196,7 @@ def recover(
         train,
         art,
         teacher=dense_dir if ro.distill else None,
-        cfg=_train_config(opts, ro.recover_epochs, learning_rate=ro.learning_rate),
+        cfg=_train_config(opts, ro.recover_epochs, ro),
         progress=_train_progress(progress, "recover"),
     )
     return {

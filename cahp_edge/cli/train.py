@@ -13,19 +13,15 @@ from typing import Annotated
 import typer
 
 from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.options import stage_options
+from cahp_edge.data.options import DataOptions
+from cahp_edge.train.options import LoopOptions
 
 _Data = Annotated[str, typer.Option("--data", help="Training data: file, folder (train split) or hub name.")]
 _Eval = Annotated[
     str | None, typer.Option("--eval", help="Evaluation data (dev/validation); reported accuracy.")
 ]
 _Out = Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")]
-_Text = Annotated[
-    str | None, typer.Option("--text-column", help="Text column of csv/tsv/jsonl/parquet data.")
-]
-_Pair = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column (pair tasks).")]
-_Label = Annotated[str | None, typer.Option("--label-column", help="Label column.")]
-_Batch = Annotated[int, typer.Option(help="Batch size per process.")]
-_MaxLen = Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")]
 _Cpu = Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")]
 _Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty --out.")]
 _Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
@@ -55,28 +51,27 @@ def _progress(quiet: bool, what: str):
     return bar, cb
 
 
-def _load(spec: str | None, split: str, text: str | None, pair: str | None, label: str | None):
+def _load(spec: str | None, split: str, data_opts: DataOptions):
     from cahp_edge.data import load_dataset
 
     if spec is None:
         return None
-    return load_dataset(spec, split, text_column=text, text_pair_column=pair, label_column=label)
+    return load_dataset(spec, split, **data_opts.columns())
+
+
+_NOT_SPLITS = ("calib_size", "select_size")  # head-selection splits: not a training loop's business
 
 
 @app.command()
+@stage_options(data_opts=DataOptions, loop=LoopOptions, exclude=(*_NOT_SPLITS, "alpha", "temperature"))
 def finetune(
     model: Annotated[str, typer.Option(help="Base encoder folder or hub id (e.g. all-MiniLM-L6-v2).")],
     data: _Data,
     out: _Out,
+    data_opts: DataOptions,
+    loop: LoopOptions,
     eval_data: _Eval = None,
     epochs: Annotated[float, typer.Option(help="Training epochs (fractions allowed).")] = 1.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, linear decay).")] = 5e-5,
-    batch_size: _Batch = 32,
-    max_length: _MaxLen = 128,
-    seed: Annotated[int, typer.Option(help="Seed for the classifier init, dropout and batch order.")] = 0,
-    text_column: _Text = None,
-    text_pair_column: _Pair = None,
-    label_column: _Label = None,
     cpu: _Cpu = False,
     overwrite: _Overwrite = False,
     as_json: _Json = False,
@@ -87,11 +82,11 @@ def finetune(
     from cahp_edge.train.finetune import finetune as run
     from cahp_edge.train.loop import TrainConfig
 
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed, cpu=cpu)
+    cfg = TrainConfig.from_options(data_opts, loop, epochs, recovering=False, cpu=cpu)
     cfg.check()
     check_output_dir(out, overwrite)
-    train_ds = _load(data, "train", text_column, text_pair_column, label_column)
-    eval_ds = _load(eval_data, "dev", text_column, text_pair_column, label_column)
+    train_ds = _load(data, "train", data_opts)
+    eval_ds = _load(eval_data, "dev", data_opts)
     bar, cb = _progress(quiet or as_json, "finetune")
     if bar is not None:
         with bar:
@@ -111,22 +106,16 @@ def finetune(
 
 
 @app.command()
+@stage_options(data_opts=DataOptions, loop=LoopOptions, exclude=_NOT_SPLITS)
 def recover(
     model: Annotated[str, typer.Option(help="Pruned model folder (from `cahp-edge reshape`).")],
     data: _Data,
     out: _Out,
+    data_opts: DataOptions,
+    loop: LoopOptions,
     teacher: Annotated[str | None, typer.Option(help="Dense model folder to distil logits from.")] = None,
     eval_data: _Eval = None,
     epochs: Annotated[float, typer.Option(help="Recovery epochs (fractions allowed).")] = 1.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
-    batch_size: _Batch = 32,
-    max_length: _MaxLen = 128,
-    alpha: Annotated[float, typer.Option(help="Weight of the distillation loss (with --teacher).")] = 0.5,
-    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
-    seed: Annotated[int, typer.Option(help="Seed for dropout and batch order.")] = 0,
-    text_column: _Text = None,
-    text_pair_column: _Pair = None,
-    label_column: _Label = None,
     cpu: _Cpu = False,
     overwrite: _Overwrite = False,
     as_json: _Json = False,
@@ -137,20 +126,11 @@ def recover(
     from cahp_edge.train.loop import TrainConfig
     from cahp_edge.train.recover import recover_dir
 
-    cfg = TrainConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        max_length=max_length,
-        seed=seed,
-        alpha=alpha,
-        temperature=temperature,
-        cpu=cpu,
-    )
+    cfg = TrainConfig.from_options(data_opts, loop, epochs, recovering=True, cpu=cpu)
     cfg.check()
     check_output_dir(out, overwrite)
-    train_ds = _load(data, "train", text_column, text_pair_column, label_column)
-    eval_ds = _load(eval_data, "dev", text_column, text_pair_column, label_column)
+    train_ds = _load(data, "train", data_opts)
+    eval_ds = _load(eval_data, "dev", data_opts)
     bar, cb = _progress(quiet or as_json, "recover")
     if bar is not None:
         with bar:

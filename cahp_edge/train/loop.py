@@ -43,25 +43,22 @@ class TrainConfig:
     temperature: float = 2.0
     cpu: bool = False  # force CPU even when a GPU is present
 
+    @classmethod
+    def from_options(cls, data, loop, epochs: float, recovering: bool, cpu: bool = False) -> TrainConfig:
+        """The loop's settings from the stage options models (``DataOptions``, ``LoopOptions``)."""
+        return cls(epochs=epochs, lr=loop.lr(recovering), batch_size=data.batch_size,
+                   max_length=data.max_length, seed=data.seed, alpha=loop.alpha,
+                   temperature=loop.temperature, cpu=cpu)
+
     def check(self) -> None:
+        """The same ranges as the options models (stated there once), for callers that build this directly."""
+        from cahp_edge.data.options import DataOptions
+        from cahp_edge.train.options import LoopOptions
+
         if not self.epochs > 0:
             raise UsageError(f"--epochs must be > 0, got {self.epochs}", "", "pass e.g. --epochs 1")
-        if not self.lr > 0:
-            raise UsageError(f"--lr must be > 0, got {self.lr}", "", "pass e.g. --lr 5e-5")
-        if self.batch_size < 1:
-            raise UsageError(
-                f"--batch-size must be >= 1, got {self.batch_size}", "", "pass e.g. --batch-size 32"
-            )
-        if self.max_length < 8:
-            raise UsageError(
-                f"--max-length must be >= 8, got {self.max_length}", "", "pass e.g. --max-length 128"
-            )
-        if not 0 <= self.alpha <= 1:
-            raise UsageError(f"--alpha must be in [0, 1], got {self.alpha}", "", "pass e.g. --alpha 0.5")
-        if not self.temperature > 0:
-            raise UsageError(
-                f"--temperature must be > 0, got {self.temperature}", "", "pass e.g. --temperature 2"
-            )
+        LoopOptions(learning_rate=self.lr, alpha=self.alpha, temperature=self.temperature)
+        DataOptions(batch_size=self.batch_size, max_length=self.max_length, seed=self.seed)
 
 
 @dataclass

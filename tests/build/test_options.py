@@ -235,3 +235,31 @@ def test_bad_stage_options_are_one_line_usage_errors(kw, needle):
         PruneOptions(**kw)
     assert needle in e.value.line() and "\n" not in e.value.line()
     assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("command", "skip"), [("recover", ()), ("finetune", ("alpha", "temperature"))])
+def test_training_commands_take_the_loop_and_data_options(command, skip):
+    """`finetune` and `recover` read the same LoopOptions / DataOptions fields as the build's recovery."""
+    from cahp_edge.train.options import LoopOptions
+
+    params = _click_params(command)
+    for model in (LoopOptions, DataOptions):
+        for name, info in model.model_fields.items():
+            if name in skip or name in ("calib_size", "select_size"):
+                assert name not in params
+                continue
+            assert name in params and flag(model, name) in params[name].opts, (command, name)
+            assert params[name].default == info.default, (command, name)
+    assert issubclass(RecoverOptions, LoopOptions)  # the build's recovery stage has the same knobs
+
+
+def test_learning_rate_default_is_stated_once():
+    from cahp_edge.train.loop import TrainConfig
+    from cahp_edge.train.options import FINETUNE_LR, RECOVER_LR, LoopOptions
+
+    d, loop = DataOptions(), LoopOptions()
+    assert TrainConfig.from_options(d, loop, 1.0, recovering=True).lr == RECOVER_LR
+    assert TrainConfig.from_options(d, loop, 1.0, recovering=False).lr == FINETUNE_LR
+    assert TrainConfig.from_options(d, LoopOptions(learning_rate=1e-4), 1.0, recovering=True).lr == 1e-4
+    with pytest.raises(UsageError, match=r"--lr -1\.0 is out of range"):
+        TrainConfig(lr=-1.0).check()
