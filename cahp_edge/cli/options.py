@@ -2,12 +2,14 @@
 the model's own, so a command cannot drift from the stage (or from `build.toml`).
 
     @app.command()
-    @stage_options(data=DataOptions, prune=PruneOptions)
-    def prune(model: ..., data: DataOptions, prune: PruneOptions) -> None: ...
+    @stage_options(data_opts=DataOptions, opts=PruneOptions)
+    def prune(model: ..., data_opts: DataOptions, opts: PruneOptions) -> None: ...
 
 Each parameter named in ``stage_options`` is replaced by one CLI option per field of its model; a
-field that several models share (``seed``) becomes one option feeding all of them. The command then
-receives validated model instances (a bad value is a one-line usage error naming the flag).
+field that several models share (``seed``) becomes one option feeding all of them; a name the
+command declares itself, or lists in ``exclude``, is not derived (the model keeps its default).
+The command then receives validated model instances (a bad value is a one-line usage error
+naming the flag).
 With ``overrides=True`` every option defaults to None and the command receives a dict of the
 options actually given (the build merges it over `build.toml`).
 """
