@@ -103,7 +103,8 @@ def options_error(err: ValidationError, cls: type[BaseModel]) -> UsageError:
                           f"pass e.g. {fl} {allowed[0]}")
     rng = range_text(info)
     if rng and e["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        where = f"in {rng}" if rng[0] in "[(" else rng  # an interval, or a bound such as "> 0"
         return UsageError(f"{fl} {got} is out of range", (info.description or "").rstrip("."),
-                          f"pass a value in {rng}")
+                          f"pass a value {where}")
     return UsageError(f"{fl} {got!r} is invalid", e["msg"].removeprefix("Value error, "),
                       f"see `--help` for {fl}")

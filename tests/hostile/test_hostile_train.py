@@ -11,8 +11,13 @@ from tests.hostile.support import fails_clean
 
 @pytest.mark.parametrize(
     ("opt", "msg"),
-    [(("--epochs", "-1"), "--epochs must be > 0"), (("--lr", "0"), "--lr must be > 0")],
-    ids=["negative epochs", "zero learning rate"],
+    [
+        (("--epochs", "-1"), "--epochs must be > 0"),
+        (("--lr", "0"), ["--lr 0.0 is out of range", "pass a value > 0"]),
+        (("--batch-size", "0"), ["--batch-size 0 is out of range", "pass a value >= 1"]),
+        (("--max-length", "4"), ["--max-length 4 is out of range", "pass a value in [8, 4096]"]),
+    ],
+    ids=["negative epochs", "zero learning rate", "zero batch size", "max length under 8"],
 )
 def test_finetune_impossible_options(opt, msg, ckpt, tiny_data, tmp_path, capsys):
     args = [
