@@ -19,6 +19,7 @@ PAIR_DEFAULTS = (
     ("question1", "question2"),
     ("premise", "hypothesis"),
     ("text_a", "text_b"),
+    ("text", "text_pair"),  # the device runner's eval.jsonl / eval.tsv, as every release ships it
 )
 TEXT_DEFAULTS = ("sentence", "text", "sentence1", "review", "content")
 LABEL_DEFAULTS = ("label", "labels", "gold_label")

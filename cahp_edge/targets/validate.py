@@ -127,6 +127,20 @@ def _model_file(path: Path) -> tuple[Path, Path]:
     raise UsageError(f"{path} not found", "no such file or folder", "pass an existing package or model")
 
 
+def _runner_reads(data: Path, id2label: dict) -> bool:
+    """True when the device-side runner reads ``data`` as it is (eval.jsonl / eval.tsv format)."""
+    from cahp_edge.runtime import RunnerError
+    from cahp_edge.runtime.package import load_eval
+
+    if data.suffix not in (".jsonl", ".tsv"):
+        return False
+    try:
+        load_eval(data, {int(k): v for k, v in id2label.items()})
+    except (RunnerError, ValueError):
+        return False
+    return True
+
+
 def _write_eval(data: Path, id2label: dict, dest: Path) -> None:
     from cahp_edge.data import align_labels, load_dataset
 
@@ -165,7 +179,11 @@ def stage_package(model: Path, target: Target, data: Path | None, dest: Path, co
         except (OSError, ValueError, KeyError) as e:
             raise PackageError(f"{folder / 'config.json'} has no id2label", str(e),
                                "export the model from a fine-tuned classifier") from None
-        _write_eval(Path(data), id2label, dest / "eval.jsonl")
+        data = Path(data)
+        if _runner_reads(data, id2label):  # the device's own format: scored exactly as shipped, byte for byte
+            link(data.resolve(), dest / ("eval.tsv" if data.suffix == ".tsv" else "eval.jsonl"))
+        else:  # any other format the data loader reads (pairs included) becomes the runner's eval.jsonl
+            _write_eval(data, id2label, dest / "eval.jsonl")
     elif packaged_eval:
         for n in EVAL_NAMES:
             if (folder / n).is_file():

@@ -33,6 +33,19 @@ def make_data(d: Path, n_train: int = 48, n_dev: int = 16, labels: tuple[str, ..
     return d
 
 
+def make_pair_data(d: Path, n_train: int = 48, n_dev: int = 24) -> Path:
+    """Sentence-pair train.tsv / dev.tsv (GLUE columns sentence1, sentence2, label): sentence1 carries
+    no sentiment and the label follows sentence2, so scoring sentence1 alone gives other predictions."""
+    d.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train.tsv", n_train, 3), ("dev.tsv", n_dev, 4)):
+        rng = random.Random(seed)
+        firsts = [f"the {rng.choice(NOUNS)} and the {rng.choice(NOUNS)}" for _ in range(n)]
+        rows = [(a, b, y) for a, (b, y) in zip(firsts, sentences(n, seed + 10), strict=True)]
+        body = "".join(f"{a}\t{b}\t{y}\n" for a, b, y in rows)
+        (d / name).write_text("sentence1\tsentence2\tlabel\n" + body, encoding="utf-8")
+    return d
+
+
 def make_checkpoint(d: Path, seed: int = 0) -> Path:
     import torch
     from tokenizers import BertWordPieceTokenizer

@@ -235,3 +235,39 @@ def test_android_providers_missing_here_are_noted(pkg, tmp_path):
                                                                   "NnapiExecutionProvider"]
     assert rep.profile["runtime"]["providers_used"] == ["CPUExecutionProvider"]
     assert any("XnnpackExecutionProvider" in n and "skipped" in n for n in rep.notes)
+
+
+PAIR_ROWS = [("neg", "a first text", "its pair"), ("pos", "another one", "and its pair"),
+             ("neu", "third", "pair 3")]
+
+
+def _jsonl() -> str:
+    return "".join(json.dumps({"label": y, "text": a, "text_pair": b}) + "\n" for y, a, b in PAIR_ROWS)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("eval.jsonl", _jsonl()),
+        ("eval.tsv", "label\ttext\ttext_pair\n" + "".join(f"{y}\t{a}\t{b}\n" for y, a, b in PAIR_ROWS)),
+    ],
+    ids=["runner jsonl", "runner tsv"],
+)
+def test_runner_eval_formats_keep_their_pairs_through_validate(pkg, tmp_path, name, text):
+    """Every eval format the runner reads is read back as pairs by the one loader, so `validate --data`
+    (and the build's validate stage, which passes its eval.jsonl) scores sentence pairs, not text alone."""
+    from cahp_edge.data import load_dataset
+    from cahp_edge.runtime.package import EVAL_NAMES, load_eval
+    from cahp_edge.targets.profile import load_target
+    from cahp_edge.targets.validate import stage_package
+
+    src = tmp_path / name
+    src.write_text(text)
+    ds = load_dataset(src)
+    assert ds.pairs == [b for _, _, b in PAIR_ROWS] and ds.texts == [a for _, a, _ in PAIR_ROWS]
+    staged = stage_package(pkg, load_target("host"), src, tmp_path / "staged", copy=True)
+    (evf,) = [staged / n for n in EVAL_NAMES if (staged / n).is_file()]
+    id2label = {int(k): v for k, v in json.loads((pkg / "config.json").read_text())["id2label"].items()}
+    seen = load_eval(evf, id2label)  # what the runner scores
+    assert list(zip(seen.texts, seen.pairs, strict=True)) == [(a, b) for _, a, b in PAIR_ROWS]
+    assert evf.read_bytes() == src.read_bytes()  # the runner's own format is scored as it is, not rewritten

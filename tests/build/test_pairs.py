@@ -1,0 +1,69 @@
+"""Sentence-pair tasks end to end: the build's metrics.json, `cahp-edge validate` of the release and the
+device runner must score the same examples the same way (the build once evaluated sentence1 alone;
+the staging step that dropped the pairs is tested directly in tests/targets/test_validate.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cahp_edge.build.options import make_options
+from cahp_edge.build.pipeline import build
+from cahp_edge.fsutil import sha256_file
+from tests.helpers.build_tiny import TINY_CONFIG, make_checkpoint, make_pair_data
+
+pytestmark = pytest.mark.slow  # an end-to-end build of a tiny model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _runner(pkg: Path) -> dict:
+    """What the device-side runner (onnxruntime + numpy + tokenizers) measures on the packaged eval file."""
+    cmd = [sys.executable, "-m", "cahp_edge.runtime", "profile", str(pkg), "--json", "--runs", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def pair_release(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pairs")
+    make_checkpoint(root / "ck")
+    make_pair_data(root / "data")
+    (root / "build.toml").write_text(TINY_CONFIG)
+    opts = make_options({"model": str(root / "ck"), "data": str(root / "data" / "train.tsv"),
+                         "eval": str(root / "data" / "dev.tsv"), "targets": ["host"],
+                         "out": str(root / "dist")}, root / "build.toml")
+    build(opts)
+    return root, root / "dist" / "host"
+
+
+def test_metrics_validate_and_runner_agree_on_pairs(pair_release):
+    _, rel = pair_release
+    rows = [json.loads(line) for line in (rel / "eval.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and all(r.get("text_pair") for r in rows)  # the shipped eval file keeps the pairs
+
+    doc = json.loads((rel / "metrics.json").read_text())
+    metrics, raw = doc["models"]["shipped"], doc["raw"]
+    runner = _runner(rel)
+    cmd = [sys.executable, "-m", "cahp_edge", "validate", str(rel), "--target", "host", "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode in (0, 1), r.stderr  # 1 = a budget failed; the accuracy is what we compare
+    validated = json.loads(r.stdout)
+    assert metrics["eval_examples"] == runner["n"] == 24
+    assert metrics["accuracy"] == pytest.approx(runner["accuracy"], abs=1e-9)
+    assert validated["accuracy"] == pytest.approx(runner["accuracy"], abs=1e-9)
+    # the same examples, byte for byte: every model the build measured scored the shipped eval.jsonl
+    # (a rewrite through a loader that dropped text_pair had another hash), with the same predictions
+    shipped_sha = sha256_file(rel / "eval.jsonl")
+    assert runner["eval_sha256"] == shipped_sha
+    for name in ("dense", "pruned", "shipped"):
+        assert raw[name]["profile"]["accuracy"]["eval_sha256"] == shipped_sha, name
+    assert raw["shipped"]["profile"]["accuracy"]["predictions"] == runner["predictions"]
