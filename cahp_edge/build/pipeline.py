@@ -2,8 +2,10 @@
 
     cahp-edge build --model ckpt/ --data train.tsv --eval dev.tsv --target rpi5-arm64 --out dist/
 
-    data ─ prune ─ reshape ─ recover ─ export ─ optimize ─┬─ quantize(t) ─ validate(t) ─ package(t)
-    dense: export ─ optimize ─────────────────────────────┘  (t: every target; dense fp32 for comparison)
+    data ─ check ─ prune ─ reshape ─ recover ─ export ─ optimize ─┬─ quantize(t) ─ validate(t) ─ package(t)
+    dense: export ─ optimize ─────────────────────────────────────┘  (t: every target; dense fp32 too)
+
+``check`` stops the build when the dense model is no better than the majority class (model.sanity).
 
 Only composition lives here: every stage is a function of another module, called through
 :mod:`cahp_edge.build.stages`; each finished stage is an entry of :class:`cahp_edge.build.cache.BuildCache`,
@@ -26,7 +28,7 @@ from cahp_edge.build.cache import BuildCache, build_lock
 from cahp_edge.build.options import BuildOptions
 from cahp_edge.data.options import DataOptions
 from cahp_edge.deploy.options import QuantizeOptions
-from cahp_edge.errors import UsageError
+from cahp_edge.errors import ModelError, UsageError
 from cahp_edge.lineage import StageRecord
 from cahp_edge.plan import PLAN_FILE
 from cahp_edge.prune.options import PruneOptions
@@ -191,6 +193,15 @@ def build_locked(
     data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_o.cache_key(),
                "eval_limit": valid_o.eval_limit}
     data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label), _data_line)
+    check = run("check", {**base, **data_in}, lambda a: st.check(a, src.model_dir, opts, src.id2label),
+                _check_line)
+    if check.summary.get("weak") and not opts.allow_weak_model:
+        raise ModelError(
+            f"the dense model is not worth pruning: {check.summary['reason']} on {check.summary['eval']}",
+            "pruning preserves what the model learned, and this one has learned next to nothing",
+            "fine-tune longer or with another learning rate (`cahp-edge finetune --epochs 3 --lr 3e-5`), "
+            "or pass --allow-weak-model to build anyway",
+        )
     prune = run(
         "prune",
         {**base, **data_in, "prune": prune_o.cache_key()},
@@ -330,6 +341,13 @@ def _line(name: str, rec: StageRecord, fmt) -> str:
 
 def _data_line(s: dict) -> str:
     return f"{s['calib']} calibration / {s['select']} selection rows, {s['rows']} evaluation rows"
+
+
+def _check_line(s: dict) -> str:
+    verdict = "WEAK" if s["weak"] else "ok"
+    return (f"dense accuracy {100 * s['accuracy']:.1f}% (majority class {100 * s['majority']:.1f}%, "
+            f"chance {100 * s['chance']:.1f}%), loss {s['loss']:.3f} (ln {1 / s['chance']:.0f} = "
+            f"{s['ln_labels']:.3f}): {verdict}")
 
 
 def _prune_line(s: dict) -> str:

@@ -99,6 +99,20 @@ def _train_progress(progress: Progress | None, task: str):
 
 
 # ---- target-independent stages ------------------------------------------------------------------
+def check(art: Path, model_dir: Path, opts, id2label: dict) -> dict:
+    """Dense accuracy vs the majority class and chance, loss vs ln(C), on the evaluation split."""
+    from cahp_edge.model.load import load_model
+    from cahp_edge.model.sanity import model_health
+
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
+    sp = splits(opts, id2label)
+    health = model_health(lm.model, lm.tokenizer, sp.eval, opts.max_length, opts.batch_size)
+    art.mkdir()
+    doc = {**health.to_dict(), "eval": sp.sources["eval"]}
+    write_json(art / "check.json", doc)
+    return doc
+
+
 def finetune(
     art: Path, base: str, train: str, dev: str | None, opts, epochs: float, progress: Progress | None = None
 ) -> dict:

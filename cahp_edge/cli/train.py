@@ -95,6 +95,10 @@ def finetune(
         res = run(model, train_ds, out, eval_ds, cfg, overwrite=overwrite)
     if not res.train.is_main_process:
         return
+    if res.health and res.health["weak"]:  # a warning, not an error: the model is saved either way
+        note(f"warning: this model is not worth pruning yet: {res.health['reason']} on {res.eval_source}. "
+             "Fix: train longer (--epochs) or with another --lr; `cahp-edge build` refuses it unless "
+             "--allow-weak-model")
     acc = "n/a (no --eval)" if res.accuracy is None else f"{100 * res.accuracy:.1f}% on {res.eval_source}"
     note(
         f"finetune: {res.train_rows} rows x {epochs:g} epoch(s), {len(res.label_names)} labels, "

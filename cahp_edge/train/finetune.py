@@ -17,7 +17,7 @@ from pathlib import Path
 from cahp_edge.data import TextDataset, align_labels, load_dataset
 from cahp_edge.errors import ModelError
 from cahp_edge.fsutil import atomic_dir, check_output_dir
-from cahp_edge.model.evaluate import evaluate_accuracy
+from cahp_edge.model.sanity import model_health
 from cahp_edge.train.loop import ProgressFn, TrainConfig, TrainResult, make_accelerator, train_classifier
 
 META_FILE = "cahp_finetune.json"
@@ -33,6 +33,7 @@ class FinetuneResult:
     seconds: float
     train: TrainResult
     options: dict = field(default_factory=dict)
+    health: dict | None = None  # model.sanity verdict on the eval data (accuracy vs majority class, loss)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -118,9 +119,10 @@ def finetune(
         eval_ds = align_labels(eval_ds, m.config.id2label)  # an eval label unseen in training fails here
     acc = make_accelerator(cfg.cpu)
     m, res = train_classifier(m, tok, train_ds, cfg, progress=progress, accelerator=acc)
-    accuracy = None
+    accuracy = health = None
     if eval_ds is not None and acc.is_main_process:
-        accuracy = evaluate_accuracy(m, tok, eval_ds, max_length=cfg.max_length)
+        verdict = model_health(m, tok, eval_ds, max_length=cfg.max_length)
+        accuracy, health = verdict.accuracy, verdict.to_dict()
     opts = {k: v for k, v in asdict(cfg).items() if k not in ("alpha", "temperature")}
     result = FinetuneResult(
         out,
@@ -131,6 +133,7 @@ def finetune(
         0.0,
         res,
         opts,
+        health,
     )
     if acc.is_main_process:
         m = m.to("cpu")

@@ -22,6 +22,7 @@ def test_demo_finetunes_then_builds_and_resumes(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(demo, "DEMO_FINETUNE_EPOCHS", 0.5)
     quick = {
+        "allow_weak_model": True,  # half an epoch on a tiny base: the gate is tested in test_gate.py
         "method": "magnitude",
         "heads": 6,
         "calib_size": 8,

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow  # end-to-end builds of a tiny model (seconds each
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = """
+allow_weak_model = true
 method = "magnitude"
 heads = 6
 calib_size = 8

@@ -29,6 +29,7 @@ from tests.hostile.support import CLI, REPO, fails, run_cli, snapshot
 TARGET = "x86-64-avx2"
 SECRET = "secret123-do-not-ship"
 CONFIG = """
+allow_weak_model = true
 calib_size = 12
 select_size = 16
 method = "random"

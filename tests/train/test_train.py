@@ -299,6 +299,14 @@ def test_cli_finetune_json_and_errors(base_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["accuracy"] >= 0.8 and d["label_names"] == ["neg", "pos"] and d["train"]["steps"] == 30
+    assert d["health"]["weak"] is False and "warning" not in r.stderr
+    # barely trained (one step at a tiny learning rate): saved, but the user is told it is not worth pruning
+    r = run_cli("finetune", "--model", base_dir, "--data", train, "--eval", dev, "--out", tmp_path / "o4",
+                "--epochs", 0.1, "--lr", 1e-6, "--batch-size", 16, "--max-length", 24, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["health"]["weak"] is True and (tmp_path / "o4" / "config.json").is_file()
+    warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "not worth pruning" in warn[0] and "--allow-weak-model" in warn[0], r.stderr
     r = run_cli("finetune", "--model", base_dir, "--data", tmp_path / "missing.tsv", "--out", tmp_path / "o2")
     assert r.returncode == 1 and r.stderr.strip().startswith("error: dataset not found")
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o2").exists()
