@@ -351,11 +351,12 @@ def _check_line(s: dict) -> str:
 
 
 def _prune_line(s: dict) -> str:
-    how = (
-        f"knee at k={s['k_star']} (degree {s['degree']})"
-        if s.get("budget_source") == "knee"
-        else "fixed budget"
-    )
+    if s.get("budget_source") != "knee":
+        how = "fixed budget"
+    elif s.get("knee") is not None and s["knee"] != s["k_star"]:  # the card and report say the same
+        how = f"knee of the degree-{s['degree']} fit at k={s['knee']}, kept {s['k_star']} (next grid point)"
+    else:
+        how = f"knee at k={s['k_star']} (degree {s['degree']})"
     return f"{s['heads_before']} -> {s['heads_after']} heads, {how}"
 
 

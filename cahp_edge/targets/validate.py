@@ -324,6 +324,23 @@ def _emulate(stage: Path, target: Target, limit: int | None, seq_len: int, timeo
     return cmp.to_dict()
 
 
+def _release_baseline(model: Path, profile: dict, notes: list[str]) -> float | None:
+    """A release's own dense fp32 accuracy (metrics.json) when it was measured on the very eval file
+    just scored (same sha256); otherwise None (the accuracy budget is then reported as not checked)."""
+    folder = model if model.is_dir() else model.parent
+    try:
+        doc = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        dense = doc["raw"]["dense"]["profile"]["accuracy"]
+        acc, sha = float(dense["accuracy"]), dense["eval_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if sha != (profile.get("accuracy") or {}).get("eval_sha256"):
+        return None
+    notes.append(f"baseline accuracy {acc:.4f}: the dense fp32 model's, from {folder.name}/metrics.json "
+                 f"(measured by the build on the same eval file, sha256 {sha[:12]})")
+    return acc
+
+
 def validate(model: Path | str, target: Target | str, *, data: Path | None = None, device: str = "local",
              reference: Path | None = None, baseline_accuracy: float | None = None, runs: int | None = None,
              warmup: int | None = None, limit: int | None = None, threads: int | None = None,
@@ -361,6 +378,8 @@ def validate(model: Path | str, target: Target | str, *, data: Path | None = Non
                 raise ValidateError("reference run returned no fresh accuracy", "", "check --reference")
             baseline_accuracy = ref["accuracy"]["accuracy"]
             notes.append(f"baseline accuracy measured locally on {reference}")
+        if reference is None and baseline_accuracy is None and data is None and limit is None:
+            baseline_accuracy = _release_baseline(Path(model), profile, notes)
         emu = None
         if emulate:
             if tgt.arch != "aarch64":

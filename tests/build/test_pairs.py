@@ -60,6 +60,12 @@ def test_metrics_validate_and_runner_agree_on_pairs(pair_release):
     assert metrics["eval_examples"] == runner["n"] == 24
     assert metrics["accuracy"] == pytest.approx(runner["accuracy"], abs=1e-9)
     assert validated["accuracy"] == pytest.approx(runner["accuracy"], abs=1e-9)
+    # validate of a release takes the baseline the build measured (same eval file), so the accuracy
+    # budget is checked, not left "not measured"
+    acc_check = next(c for c in validated["checks"] if c["name"] == "accuracy_drop")
+    assert acc_check["status"] != "skip" and any("metrics.json" in n for n in validated["notes"])
+    assert acc_check["measured"] == pytest.approx(doc["models"]["dense"]["accuracy"] - runner["accuracy"],
+                                                  abs=1e-6)
     # the same examples, byte for byte: every model the build measured scored the shipped eval.jsonl
     # (a rewrite through a loader that dropped text_pair had another hash), with the same predictions
     shipped_sha = sha256_file(rel / "eval.jsonl")

@@ -1,0 +1,24 @@
+"""The one-line stage summaries say the same as the model card, report and metrics.json."""
+
+from __future__ import annotations
+
+from cahp_edge.build.pipeline import _package_line, _prune_line
+from cahp_edge.release.assemble import _word
+
+
+def test_prune_line_names_the_fits_knee_and_the_kept_count():
+    s = {"heads_before": 72, "heads_after": 32, "budget_source": "knee", "k_star": 32, "knee": 25,
+         "degree": 3}
+    assert _prune_line(s) == "72 -> 32 heads, knee of the degree-3 fit at k=25, kept 32 (next grid point)"
+    assert _prune_line({**s, "knee": 32}) == "72 -> 32 heads, knee at k=32 (degree 3)"
+    assert _prune_line({**s, "budget_source": "--heads/--keep-ratio"}) == "72 -> 32 heads, fixed budget"
+
+
+def test_budget_words_match_the_verdict_status():
+    incomplete = {"status": "incomplete", "failed": [], "skipped": ["p90_latency_ms"]}
+    assert _word(incomplete) == "incomplete (not measured: p90_latency_ms)"
+    assert _word({"status": "fail", "failed": ["size_mb"], "skipped": []}) == "FAIL (size_mb)"
+    assert _word({"status": "pass", "failed": [], "skipped": []}) == "pass"
+    summary = {"dir": "dist/x", "files": 11, "tarball": "dist/x.tar.gz", "budgets": _word(incomplete)}
+    line = _package_line(summary)
+    assert line.endswith("budgets incomplete (not measured: p90_latency_ms)")
