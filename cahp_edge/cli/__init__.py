@@ -17,13 +17,67 @@ import typer
 from cahp_edge.cli import app as _app
 from cahp_edge.errors import CahpError
 
-# one module per area, each adds its commands to `app.app`; order = order in `cahp-edge --help`
+# one module per area, each adds its commands to `app.app`
 COMMAND_MODULES = ("model", "prune", "export", "targets", "build", "train")
+# how `cahp-edge --help` lists them: the main job first, then the stages in pipeline order
+PANELS = (
+    ("Main job", ("build", "demo", "verify")),
+    ("1. Fine-tune", ("finetune",)),
+    ("2. Prune", ("prune", "compare", "reshape", "recover", "inspect")),
+    ("3. Export and quantize", ("export", "optimize", "quantize")),
+    ("4. Validate on a target", ("validate", "targets")),
+)
 
 
 def register_commands() -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(f"cahp_edge.cli.{name}")
+    order = [c for _, cmds in PANELS for c in cmds]
+    panel = {c: title for title, cmds in PANELS for c in cmds}
+    infos = _app.app.registered_commands + _app.app.registered_groups
+    for info in infos:
+        info.rich_help_panel = panel[_name(info)]  # KeyError: a new command needs its place in PANELS
+    _app.app.registered_commands.sort(key=lambda i: order.index(_name(i)))
+
+
+def _name(info) -> str:
+    if info.name:
+        return info.name
+    return info.callback.__name__.replace("_", "-")
+
+
+def command():
+    """The click command behind `cahp-edge`, with help that reads as words: flags show no ``<bool>``
+    type, arguments show their name in capitals (``MODEL``) instead of ``{model}``."""
+    import typer.main
+
+    register_commands()
+    group = typer.main.get_command(_app.app)
+    stack = [group]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for p in cmd.params:
+            _words(p)
+        cmd.get_help_option = _help_option_without_type(cmd.get_help_option)  # --help is made on demand
+    return group
+
+
+def _words(p) -> None:
+    if getattr(p, "is_flag", False):
+        p.metavar = ""
+    elif p.param_type_name == "argument" and p.metavar is None:
+        p.metavar = p.name.upper()
+
+
+def _help_option_without_type(make):
+    def get_help_option(ctx):
+        opt = make(ctx)
+        if opt is not None:
+            _words(opt)
+        return opt
+
+    return get_help_option
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-    register_commands()
+    group = command()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CAHP_DEBUG") == "1"
     if not debug:
@@ -51,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         # torch/transformers/onnx warnings on stderr break the one-line contract; --debug shows them
         warnings.filterwarnings("ignore")
     try:
-        rv = _app.app(args=args, prog_name="cahp-edge", standalone_mode=False)
+        rv = group(args=args, prog_name="cahp-edge", standalone_mode=False)
         # non-standalone typer *returns* exit codes: typer.Exit(n), and 130 for Ctrl-C / SIGTERM
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
             if rv == 130:

@@ -19,6 +19,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
+# options several commands share, declared once
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary lines on stderr.")]
+TrustPickle = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow pytorch_model.bin (unpickling runs code from the file).")
+]
+
 _STATE = {"debug": False}
 
 

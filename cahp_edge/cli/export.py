@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.app import Json, Quiet, TrustPickle, app, emit, note
 
 
 @app.command("export")
@@ -20,9 +20,9 @@ def export_cmd(
                                                         "check (default: built-in sentences).")] = None,
     optimize: Annotated[bool, typer.Option(help="Also write OUT-optimized with fused attention.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+    trust_pickle: TrustPickle = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Export to ONNX (legacy exporter, eager attention) and check parity with PyTorch."""
     from cahp_edge.deploy.export import check_opset, export_onnx
@@ -59,8 +59,8 @@ def optimize_cmd(
     src: Annotated[Path, typer.Argument(help="Folder written by `cahp-edge export`.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Fuse attention per layer with ONNX Runtime's transformer optimizer, checked against the plan."""
     from cahp_edge.deploy.optimize import optimize_onnx
@@ -83,8 +83,8 @@ def quantize_cmd(
     calib_size: Annotated[int | None, typer.Option(min=1, help="Calibration examples (default: the "
                                                                "target's calibration_size).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Quantize for one target (recipe from its profile); gate accuracy on --select-data."""
     from cahp_edge.deploy.quantize import quantize

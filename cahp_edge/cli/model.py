@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.app import Json, TrustPickle, app, emit, note
 
 
 @app.command()
@@ -40,8 +40,8 @@ def reshape_cmd(
     plan: Annotated[Path, typer.Option(help="Head plan JSON (from `cahp-edge prune`).")],
     out: Annotated[Path, typer.Option(help="Output folder (must not exist or be empty).")],
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+    as_json: Json = False,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Physically remove the heads a plan drops and save a reloadable pruned model."""
     from cahp_edge.errors import ModelError

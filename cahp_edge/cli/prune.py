@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.app import Json, Quiet, TrustPickle, app, emit, note
 from cahp_edge.cli.options import stage_options
 from cahp_edge.data.options import DataOptions
 from cahp_edge.prune.options import METHODS, CahpOptions, PruneOptions
@@ -151,9 +151,9 @@ def compare(
         str, typer.Option(help=f"Comma-separated methods, the first is the reference ({'|'.join(METHODS)}).")
     ] = ",".join(METHODS),
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Run several selection methods at the same budgets; table (CSV + terminal) and plot."""
     from cahp_edge.errors import UsageError

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.app import Quiet, app, emit, note
 
 targets_app = typer.Typer(help="List and show target profiles (targets/*.toml).", no_args_is_help=True)
 app.add_typer(targets_app, name="targets")
@@ -74,7 +74,7 @@ def validate_cmd(
                                                 "kernels under QEMU (needs CAHP_ARM64_ROOT).")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds before a run is abandoned.")] = 900.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Measure accuracy, latency, memory and size with a target's settings and check its budgets.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -327,3 +328,43 @@ def test_a_broken_command_module_fails_loudly(monkeypatch):
     monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "no_such_commands"))
     with pytest.raises(ModuleNotFoundError, match="no_such_commands"):
         cli.register_commands()
+
+
+def _all_commands(group, path=()):
+    yield path, group
+    for name, cmd in getattr(group, "commands", {}).items():
+        yield from _all_commands(cmd, (*path, name))
+
+
+def test_help_reads_as_words_for_every_command():
+    """At 100 columns: no `<bool>` types, arguments by NAME (not `{name}`), help text on every option."""
+    try:
+        from typer._click.testing import CliRunner
+    except ImportError:  # pragma: no cover - typer on the real click
+        from click.testing import CliRunner
+
+    from cahp_edge import cli
+
+    group = cli.command()
+    seen = 0
+    for path, cmd in _all_commands(group):
+        options = [p for p in cmd.params if p.param_type_name == "option"]
+        missing = [p.name for p in options if not getattr(p, "help", None)]
+        assert not missing, f"`cahp-edge {' '.join(path)}`: options without help: {missing}"
+        r = CliRunner().invoke(group, [*path, "--help"], env={"COLUMNS": "100", "TERM": "dumb"})
+        assert r.exit_code == 0, r.output
+        assert "<bool>" not in r.output and not re.search(r"\{[a-z_]+\}", r.output), (path, r.output)
+        seen += 1
+    assert seen >= 17  # the root, 14 commands, the targets group and its 2 commands
+
+
+def test_every_command_has_a_place_in_the_pipeline_order():
+    from cahp_edge import cli
+    from cahp_edge.cli.app import app
+
+    cli.register_commands()
+    placed = [c for _, cmds in cli.PANELS for c in cmds]
+    assert len(placed) == len(set(placed))
+    names = [cli._name(i) for i in app.registered_commands + app.registered_groups]
+    assert sorted(names) == sorted(placed)
+    assert [cli._name(i) for i in app.registered_commands] == [c for c in placed if c != "targets"]
