@@ -19,6 +19,7 @@ import typer
 from cahp_edge.build.options import BuildOptions
 from cahp_edge.cli.app import app, emit, note
 from cahp_edge.cli.options import stage_options
+from cahp_edge.cli.progress import Progress
 
 _Out = Annotated[
     Path | None, typer.Option("--out", help="Release folder: dist/<target>/ + <target>.tar.gz [dist].")
@@ -29,45 +30,21 @@ _Force = Annotated[bool, typer.Option("--force", help="Recompute every stage ins
 
 
 class _Render:
-    """Events -> one line per stage on stderr and a rich progress bar for long stages."""
+    """Events -> one line per stage on stderr, and progress inside long stages (cli.progress)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.bar = None
-        self.tasks: dict[str, int] = {}
+        self.bar = Progress(quiet)
 
     def stage(self, rec, line: str) -> None:
         self._stop()
         note(line, self.quiet)
 
     def progress(self, task: str, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from rich.console import Console
-
-            console = Console(stderr=True)
-            if not console.is_terminal:  # logs and pipes get the stage lines only
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-                console=console,
-            )
-            self.bar.start()
-        if task not in self.tasks:
-            self.tasks[task] = self.bar.add_task(task, total=total)
-        self.bar.update(self.tasks[task], completed=done, total=total)
+        self.bar.update(task, done, total)
 
     def _stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar, self.tasks = None, {}
+        self.bar.stop()
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import typer
 
 from cahp_edge.cli.app import app, emit, note
 from cahp_edge.cli.options import stage_options
+from cahp_edge.cli.progress import Progress
 from cahp_edge.data.options import DataOptions
 from cahp_edge.train.options import LoopOptions
 
@@ -28,27 +29,10 @@ _Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")]
 
 
-def _progress(quiet: bool, what: str):
-    if quiet:
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn(f"{what}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    )
-    task = bar.add_task(what, total=None, loss="-")
-
-    def cb(step: int, total: int, loss: float) -> None:
-        bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
-
-    return bar, cb
+def _progress(quiet: bool, what: str) -> tuple[Progress, object]:
+    """A progress display and the training loop's callback (step, total, running loss) feeding it."""
+    shown = Progress(quiet)
+    return shown, lambda step, total, loss: shown.update(what, step, total, f"loss {loss:.3f}")
 
 
 def _load(spec: str | None, split: str, data_opts: DataOptions):
@@ -87,12 +71,11 @@ def finetune(
     check_output_dir(out, overwrite)
     train_ds = _load(data, "train", data_opts)
     eval_ds = _load(eval_data, "dev", data_opts)
-    bar, cb = _progress(quiet or as_json, "finetune")
-    if bar is not None:
-        with bar:
-            res = run(model, train_ds, out, eval_ds, cfg, overwrite=overwrite, progress=cb)
-    else:
-        res = run(model, train_ds, out, eval_ds, cfg, overwrite=overwrite)
+    shown, cb = _progress(quiet or as_json, "finetune")
+    try:
+        res = run(model, train_ds, out, eval_ds, cfg, overwrite=overwrite, progress=cb)
+    finally:
+        shown.stop()
     if not res.train.is_main_process:
         return
     if res.health and res.health["weak"]:  # a warning, not an error: the model is saved either way
@@ -135,23 +118,12 @@ def recover(
     check_output_dir(out, overwrite)
     train_ds = _load(data, "train", data_opts)
     eval_ds = _load(eval_data, "dev", data_opts)
-    bar, cb = _progress(quiet or as_json, "recover")
-    if bar is not None:
-        with bar:
-            res = recover_dir(
-                model,
-                train_ds,
-                out,
-                teacher=teacher,
-                eval_data=eval_ds,
-                cfg=cfg,
-                overwrite=overwrite,
-                progress=cb,
-            )
-    else:
-        res = recover_dir(
-            model, train_ds, out, teacher=teacher, eval_data=eval_ds, cfg=cfg, overwrite=overwrite
-        )
+    shown, cb = _progress(quiet or as_json, "recover")
+    try:
+        res = recover_dir(model, train_ds, out, teacher=teacher, eval_data=eval_ds, cfg=cfg,
+                          overwrite=overwrite, progress=cb)
+    finally:
+        shown.stop()
     if not res.train.is_main_process:
         return
     acc = (
