@@ -22,7 +22,8 @@ from cahp_edge.cli.options import stage_options
 from cahp_edge.cli.progress import Progress
 
 _Out = Annotated[
-    Path | None, typer.Option("--out", help="Release folder: dist/<target>/ + <target>.tar.gz [dist].")
+    Path | None,
+    typer.Option("--out", help="Release folder: dist/<target>/ + <target>.tar.gz. Default: dist."),
 ]
 _Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or stage lines.")]
@@ -104,9 +105,13 @@ def _finish(res, as_json: bool, quiet: bool, render: _Render, strict: bool = Fal
 @stage_options(overrides=True, exclude=("model", "data", "eval", "targets", "out", "benchmark"),
                given=BuildOptions)
 def build(
-    model: Annotated[str | None, typer.Option(help="Fine-tuned classifier: folder or hub id.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Fine-tuned classifier: folder or hub id. Required, here or in --config."),
+    ] = None,
     data: Annotated[
-        str | None, typer.Option(help="Training data (calibration, selection, recovery).")
+        str | None,
+        typer.Option(help="Training data (calibration, selection, recovery). Required, here or in --config."),
     ] = None,
     eval_data: Annotated[
         str | None, typer.Option("--eval", help="Evaluation data (reported accuracy).")
@@ -149,7 +154,9 @@ def build(
 @app.command()
 def demo(
     out: _Out = None,
-    target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Target(s) [host].")] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Target(s). Default: host.")
+    ] = None,
     force: _Force = False,
     as_json: _Json = False,
     quiet: _Quiet = False,

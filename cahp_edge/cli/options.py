@@ -58,7 +58,13 @@ def option_param(cls: type[BaseModel], name: str, overrides: bool = False) -> in
         if overrides and type(None) not in typing.get_args(typ):
             typ = typ | None
     default = None if overrides else info.get_default(call_default_factory=True)
-    option = typer.Option(decl, help=help_text(info), show_default=not overrides)
+    text = help_text(info)
+    if overrides:  # the option defaults to "not given" (build.toml or the model decide): say what applies
+        model_default = info.get_default(call_default_factory=True)
+        if model_default is not None and model_default != []:
+            shown = str(model_default).lower() if isinstance(model_default, bool) else model_default
+            text += f" Default: {shown}."  # (rich would take "[default: x]" for markup and drop it)
+    option = typer.Option(decl, help=text, show_default=not overrides)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[typ, option])
 

@@ -356,6 +356,9 @@ def test_help_reads_as_words_for_every_command():
         assert "<bool>" not in r.output and not re.search(r"\{[a-z_]+\}", r.output), (path, r.output)
         seen += 1
     assert seen >= 17  # the root, 14 commands, the targets group and its 2 commands
+    build = CliRunner().invoke(group, ["build", "--help"], env={"COLUMNS": "100", "TERM": "dumb"}).output
+    flat = " ".join(build.replace("│", " ").split())  # rich wraps the help column inside a box
+    assert "Default: 128." in flat and "Required, here or in --config." in flat  # not given = these apply
 
 
 def test_every_command_has_a_place_in_the_pipeline_order():
