@@ -118,6 +118,7 @@ class Source:
     id2label: dict
     train: str | None
     eval: str | None
+    select: str | None = None
 
 
 def inspect_source(opts: BuildOptions) -> Source:
@@ -129,7 +130,8 @@ def inspect_source(opts: BuildOptions) -> Source:
     tok = sha256_tree(d, ("tokenizer*", "vocab*", "special_tokens_map.json", "merges.txt", "*.model"))
     id2label = cfg.get("id2label") or {}
     st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage runs
-    return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval))
+    return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval),
+                  _input_hash(opts.select))
 
 
 def build(opts: BuildOptions, force: bool = False, events: Events | None = None) -> BuildResult:
@@ -190,9 +192,9 @@ def build_locked(
     # each stage's options are taken out of the build's once; the stage and its cache key see the same object
     data_o, prune_o, recover_o = DataOptions.pick(opts), PruneOptions.pick(opts), RecoverOptions.pick(opts)
     quant_o, valid_o = QuantizeOptions.pick(opts), ValidateOptions.pick(opts)
-    data_in = {"train": src.train, "eval": src.eval, "labels": src.id2label, **data_o.cache_key(),
-               "eval_limit": valid_o.eval_limit}
-    data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label), _data_line)
+    data_in = {"train": src.train, "eval": src.eval, "select": src.select, "labels": src.id2label,
+               **data_o.cache_key(), "eval_limit": valid_o.eval_limit}
+    data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label, src.model_dir), _data_line)
     check = run("check", {**base, **data_in}, lambda a: st.check(a, src.model_dir, opts, src.id2label),
                 _check_line)
     if check.summary.get("weak") and not opts.allow_weak_model:
@@ -340,7 +342,11 @@ def _line(name: str, rec: StageRecord, fmt) -> str:
 
 
 def _data_line(s: dict) -> str:
-    return f"{s['calib']} calibration / {s['select']} selection rows, {s['rows']} evaluation rows"
+    line = f"{s['calib']} calibration / {s['select']} selection rows, {s['rows']} evaluation rows"
+    if s.get("select_on_finetuning_data"):
+        line += (" (warning: selection rows come from the data the model was fine-tuned on, so the knee "
+                 "sees optimistic accuracy; pass --select with held-out rows)")
+    return line
 
 
 def _check_line(s: dict) -> str:

@@ -34,8 +34,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 # ---- data ---------------------------------------------------------------------------------------
-def load_data(opts, id2label: dict) -> tuple[Any, Any]:
-    """Training and evaluation datasets with labels aligned to the model's (DataError if they disagree)."""
+def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
+    """Training, evaluation and (optional) selection datasets with labels aligned to the model's."""
     from cahp_edge.data import align_labels, load_dataset
 
     cols = dict(
@@ -43,19 +43,21 @@ def load_data(opts, id2label: dict) -> tuple[Any, Any]:
     )
     train = align_labels(load_dataset(opts.data, "train", **cols), id2label)
     ev = align_labels(load_dataset(opts.eval, "dev", **cols), id2label) if opts.eval else None
-    return train, ev
+    sel = align_labels(load_dataset(opts.select, "train", **cols), id2label) if opts.select else None
+    return train, ev, sel
 
 
 def splits(opts, id2label: dict):
     from cahp_edge.data import make_splits
 
-    train, ev = load_data(opts, id2label)
+    train, ev, sel = load_data(opts, id2label)
     sp = make_splits(
         train,
         ev,
         calib_size=min(opts.calib_size, max(1, len(train) - 1)),
         select_size=opts.select_size,
         seed=opts.seed,
+        select_ds=sel,
     )
     if opts.eval_limit:
         sp.eval = sp.eval.subset(range(min(opts.eval_limit, len(sp.eval))))
@@ -63,7 +65,21 @@ def splits(opts, id2label: dict):
     return sp
 
 
-def write_eval(art: Path, opts, id2label: dict) -> dict:
+def selects_on_finetuning_data(opts, model_dir: Path) -> bool:
+    """True when knee-selection rows come from the data the model was fine-tuned on (cahp-edge finetune
+    records it): the selection accuracy is then optimistic and the knee keeps too few heads."""
+    from cahp_edge.train.finetune import META_FILE
+
+    if opts.select:
+        return False
+    try:
+        trained_on = json.loads((Path(model_dir) / META_FILE).read_text(encoding="utf-8"))["train_data"]
+        return Path(trained_on).expanduser().resolve() == Path(opts.data).expanduser().resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def write_eval(art: Path, opts, id2label: dict, model_dir: Path | None = None) -> dict:
     """The evaluation split in the device-side runner's format (eval.jsonl), shipped in every package."""
     sp = splits(opts, id2label)
     art.mkdir()
@@ -80,6 +96,7 @@ def write_eval(art: Path, opts, id2label: dict) -> dict:
         "select": len(sp.select),
         "sources": sp.sources,
         "labels": names,
+        "select_on_finetuning_data": model_dir is not None and selects_on_finetuning_data(opts, model_dir),
     }
     write_json(art / "splits.json", info)
     return info
@@ -204,7 +221,7 @@ def recover(
     """One recovery fine-tune of the reshaped model on the training data (cahp_edge.train.recover)."""
     from cahp_edge.train.recover import recover_dir
 
-    train, _ = load_data(opts, id2label)
+    train, _, _ = load_data(opts, id2label)
     res = recover_dir(
         pruned_dir,
         train,

@@ -202,11 +202,13 @@ def make_splits(
     calib_size: int = 512,
     select_size: int = 1000,
     seed: int = 0,
+    select_ds: TextDataset | None = None,
 ) -> Splits:
     """Disjoint stratified seeded calib/select subsets of the training data; eval from ``eval_ds``.
 
     Without ``eval_ds`` the eval split is the rest of the training data (reported as such).
-    ``select_size`` is capped at what is left after calibration.
+    ``select_size`` is capped at what is left after calibration. With ``select_ds`` (data the model
+    was not fine-tuned on) the selection rows come from it instead of the training data.
     """
     import random
 
@@ -232,12 +234,18 @@ def make_splits(
             f"the training data has {n} rows",
             "pass a smaller --calib-size or more data",
         )
-    select = _stratified(train_ds.labels, left, min(select_size, len(left)), rng)
     src = train_ds.source
-    sources = {
-        "calib": f"{len(calib)} stratified rows of {src} (seed {seed})",
-        "select": f"{len(select)} stratified rows of {src}, disjoint from calib (seed {seed})",
-    }
+    sources = {"calib": f"{len(calib)} stratified rows of {src} (seed {seed})"}
+    if select_ds is not None:
+        pool = list(range(len(select_ds)))
+        chosen = _stratified(select_ds.labels, pool, min(select_size, len(pool)), rng)
+        sources["select"] = f"{len(chosen)} stratified rows of {select_ds.source} (seed {seed})"
+        select_part = select_ds.subset(chosen)
+        select = []
+    else:
+        select = _stratified(train_ds.labels, left, min(select_size, len(left)), rng)
+        sources["select"] = f"{len(select)} stratified rows of {src}, disjoint from calib (seed {seed})"
+        select_part = train_ds.subset(select)
     if eval_ds is None:
         rest = sorted(set(left) - set(select))
         if not rest:
@@ -251,4 +259,4 @@ def make_splits(
     else:
         ev = eval_ds
         sources["eval"] = f"all {len(eval_ds)} rows of {eval_ds.source}"
-    return Splits(train_ds.subset(calib), train_ds.subset(select), ev, sources)
+    return Splits(train_ds.subset(calib), select_part, ev, sources)

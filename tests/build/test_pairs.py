@@ -73,3 +73,17 @@ def test_metrics_validate_and_runner_agree_on_pairs(pair_release):
     for name in ("dense", "pruned", "shipped"):
         assert raw[name]["profile"]["accuracy"]["eval_sha256"] == shipped_sha, name
     assert raw["shipped"]["profile"]["accuracy"]["predictions"] == runner["predictions"]
+
+
+def test_select_file_feeds_the_knee_and_the_cache_key(pair_release, tmp_path):
+    """`build --select FILE`: selection rows come from held-out data (recorded in the plan); another
+    selection file is another prune stage, never a cached one."""
+    root, _ = pair_release
+    make_pair_data(tmp_path / "held", n_train=20, n_dev=4)
+    base = {"model": str(root / "ck"), "data": str(root / "data" / "train.tsv"),
+            "eval": str(root / "data" / "dev.tsv"), "targets": ["host"], "out": str(root / "dist")}
+    res = build(make_options({**base, "select": str(tmp_path / "held" / "train.tsv")}, root / "build.toml"))
+    plan = json.loads((root / "dist" / "host" / "cahp_heads.json").read_text())
+    assert "held" in plan["data"]["select"] and "16 stratified rows" in plan["data"]["select"]
+    assert str(root / "data" / "train.tsv") in plan["data"]["calib"]
+    assert not res.stages["prune"].hit  # a new selection file: selected again, not served from the cache

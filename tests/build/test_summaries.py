@@ -22,3 +22,24 @@ def test_budget_words_match_the_verdict_status():
     summary = {"dir": "dist/x", "files": 11, "tarball": "dist/x.tar.gz", "budgets": _word(incomplete)}
     line = _package_line(summary)
     assert line.endswith("budgets incomplete (not measured: p90_latency_ms)")
+
+
+def test_selection_on_the_fine_tuning_data_is_flagged(tmp_path):
+    import json
+
+    from cahp_edge.build.options import BuildOptions
+    from cahp_edge.build.pipeline import _data_line
+    from cahp_edge.build.stages import selects_on_finetuning_data
+
+    model = tmp_path / "ck"
+    model.mkdir()
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na\tx\n")
+    (model / "cahp_finetune.json").write_text(json.dumps({"train_data": str(tmp_path / "train.tsv")}))
+    opts = BuildOptions.model_validate({"model": str(model), "data": str(tmp_path / "train.tsv")})
+    assert selects_on_finetuning_data(opts, model)
+    assert not selects_on_finetuning_data(opts.model_copy(update={"select": "held.tsv"}), model)
+    assert not selects_on_finetuning_data(opts.model_copy(update={"data": "other.tsv"}), model)
+    assert not selects_on_finetuning_data(opts, tmp_path)  # no finetune record: nothing to say
+    s = {"calib": 8, "select": 16, "rows": 24}
+    assert "warning" not in _data_line(s)
+    assert "fine-tuned on" in _data_line({**s, "select_on_finetuning_data": True})

@@ -293,3 +293,17 @@ def test_hf_save_to_disk_folders(tmp_path):
     assert load_dataset(tmp_path / "dd", "dev").split == "validation"
     assert load_dataset(tmp_path / "one").label_names == ["neg", "pos"]
     assert "splits found: ['train', 'validation']" in err(load_dataset, tmp_path / "dd", "test")
+
+
+def test_selection_rows_from_a_separate_dataset():
+    def ds(prefix: str, n: int, source: str) -> TextDataset:
+        texts, labels = [f"{prefix}{i}" for i in range(n)], [i % 2 for i in range(n)]
+        return TextDataset(texts, None, labels, ["a", "b"], source)
+
+    train, held = ds("t", 20, "train.tsv"), ds("h", 10, "held.tsv")
+    sp = make_splits(train, None, calib_size=6, select_size=4, seed=0, select_ds=held)
+    assert len(sp.calib) == 6 and set(sp.calib.texts) <= set(train.texts)
+    assert len(sp.select) == 4 and set(sp.select.texts) <= set(held.texts)
+    assert sorted(sp.select.labels) == [0, 0, 1, 1]  # stratified
+    assert "held.tsv" in sp.sources["select"] and "train.tsv" in sp.sources["calib"]
+    assert len(sp.eval) == 14  # the rest of train: the held-out rows are not the evaluation split
