@@ -140,27 +140,55 @@ def _tree(path: Path) -> str:
 def build_lock(out: Path) -> Iterator[Path]:
     """Hold an exclusive lock on OUT for the whole build; a second build gets a clear OutputError.
 
-    flock is released by the kernel when the process dies, so a killed build never leaves a stale lock.
+    flock is released by the kernel when the process dies, so a killed build never leaves a held lock.
+    The lock file is removed when the build ends (a finished build leaves no trace of it): a build
+    that opened the file just before the removal sees that its inode is no longer OUT's lock file and
+    takes the new one, so two builds never both believe they hold OUT.
     """
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise OutputError(f"cannot write to output folder {out}", str(e),
-                          "choose a writable --out folder") from e
-    try:
+    path = out / LOCK_FILE
+    for _ in range(5):
+        fd = _open_lock(out, path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise OutputError(f"another cahp-edge build is writing to {out}",
-                              f"{out / LOCK_FILE} is held by pid {holder}",
+                              f"{path} is held by pid {holder}",
                               "wait for that build to finish, or pass another --out") from e
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the previous holder removed the file between our open and our lock: retry
+    else:  # pragma: no cover - five lost races in a row
+        raise OutputError(f"cannot lock output folder {out}", "its lock file keeps being replaced",
+                          "make sure a single cahp-edge build writes to this --out")
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield out
     finally:
         with contextlib.suppress(OSError):
+            if _same_file(fd, path):
+                path.unlink()  # still holding the lock: no other build can be between these two lines
+        with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _open_lock(out: Path, path: Path) -> int:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot write to output folder {out}", str(e),
+                          "choose a writable --out folder") from e
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 import textwrap
@@ -123,3 +124,42 @@ def test_workspace_sweeps_temporaries_a_signal_orphaned(tmp_path):
         raise KeyboardInterrupt
     left = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
     assert left == []
+
+
+def test_lock_file_is_removed_when_the_build_ends_and_a_stale_one_is_taken_over(tmp_path):
+    from cahp_edge.build.cache import LOCK_FILE
+
+    with build_lock(tmp_path):
+        assert (tmp_path / LOCK_FILE).read_text().strip() == str(os.getpid())
+    assert not (tmp_path / LOCK_FILE).exists()  # a finished build leaves no lock file behind
+    with pytest.raises(RuntimeError), build_lock(tmp_path):
+        raise RuntimeError("a failed build")
+    assert not (tmp_path / LOCK_FILE).exists()
+    (tmp_path / LOCK_FILE).write_text("12345\n")  # left by a killed build: not held, so it is taken over
+    with build_lock(tmp_path):
+        assert (tmp_path / LOCK_FILE).read_text().strip() == str(os.getpid())
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_lock_file_replaced_between_open_and_lock_is_not_trusted(tmp_path, monkeypatch):
+    """The race the removal opens: a build opens the old file, the holder removes it, a third build
+    creates a new one. The first must notice its inode is no longer OUT's lock and take the new file."""
+    from cahp_edge.build import cache
+    from cahp_edge.build.cache import LOCK_FILE
+
+    real_open, calls = cache._open_lock, []
+
+    def open_then_replace(out, path):
+        fd = real_open(out, path)
+        calls.append(fd)
+        if len(calls) == 1:  # first attempt: the file is swapped under us before we lock it
+            path.unlink()
+            path.write_text("")
+        return fd
+
+    monkeypatch.setattr(cache, "_open_lock", open_then_replace)
+    with build_lock(tmp_path):
+        assert len(calls) == 2  # retried on the new file
+        st, own = os.stat(tmp_path / LOCK_FILE), os.fstat(calls[1])
+        assert (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+    assert not (tmp_path / LOCK_FILE).exists()
