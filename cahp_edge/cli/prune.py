@@ -32,15 +32,22 @@ def _load(model: str, data: str, data_opts: DataOptions, trust_pickle: bool):
     return lm, ds
 
 
-def _selection_data(lm, ds, o: DataOptions):
+def _selection_data(lm, ds, o: DataOptions, select: str | None = None):
+    """Calibration + selection batches; selection rows from ``select`` (held-out data) when given."""
     import torch
 
-    from cahp_edge.data import make_splits
+    from cahp_edge.data import align_labels, check_task, load_dataset, make_splits
     from cahp_edge.prune.batches import from_dataset
     from cahp_edge.prune.sweep import SelectionData
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    sp = make_splits(ds, ds, calib_size=o.calib_size, select_size=o.select_size, seed=o.seed)  # eval unused
+    held = None
+    if select is not None:
+        held = load_dataset(select, **o.columns())
+        check_task(held, lm.model.config)
+        held = align_labels(held, lm.model.config.id2label)
+    sp = make_splits(ds, ds, calib_size=o.calib_size, select_size=o.select_size, seed=o.seed,
+                     select_ds=held)  # eval unused here
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     data = SelectionData(
         from_dataset(lm.tokenizer, sp.calib, o.max_length, o.batch_size),
@@ -59,6 +66,10 @@ def prune(
     out: Annotated[Path, typer.Option(help="Plan folder to write (plan.json + PNGs).")],
     data_opts: DataOptions,
     opts: PruneOptions,
+    select: Annotated[
+        str | None,
+        typer.Option(help="Knee-selection data (default: rows of --data), not what the model was tuned on."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
@@ -72,7 +83,7 @@ def prune(
     check_output_dir(out, overwrite)
     lm, ds = _load(model, data, data_opts, trust_pickle)
     check_options(opts, sum(lm.heads_per_layer))
-    sel, sources = _selection_data(lm, ds, data_opts)
+    sel, sources = _selection_data(lm, ds, data_opts, select)
     note(
         f"prune: {opts.method} on {sum(lm.heads_per_layer)} heads; calib {sel.calib.num_examples}, "
         f"select {sel.select.num_examples} examples",

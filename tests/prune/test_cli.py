@@ -116,6 +116,20 @@ def test_prune_writes_plan_and_plots(tiny_dir, sst, tmp_path, run):
     assert {"torch", "transformers", "cahp_edge"} <= set(plan["versions"])
 
 
+def test_prune_select_takes_selection_rows_from_held_out_data(tiny_dir, sst, tmp_path, run):
+    out = tmp_path / "plan"
+    base = ["prune", "--model", str(tiny_dir), "--data", str(sst / "train.txt"), "--heads", "5"]
+    sizes = ["--calib-size", "16", "--select-size", "30"]
+    r = run(*base, *sizes, "--select", str(sst / "dev.txt"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "plan.json").read_text())["data"]
+    assert data["select"].startswith("30 stratified rows of") and "dev.txt" in data["select"]
+    assert "train.txt" in data["calib"]
+    r = run(*base, "--select", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "p2"))
+    assert r.returncode == 1 and r.stderr.startswith("error: dataset not found")
+    assert not (tmp_path / "p2").exists()
+
+
 def test_prune_fixed_budget_baseline(tiny_dir, sst, tmp_path, run):
     out = tmp_path / "p"
     r = run(
