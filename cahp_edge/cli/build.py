@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from cahp_edge.build.options import BuildOptions
-from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.app import Json, Quiet, app, emit, note
 from cahp_edge.cli.options import stage_options
 from cahp_edge.cli.progress import Progress
 
@@ -25,8 +25,6 @@ _Out = Annotated[
     Path | None,
     typer.Option("--out", help="Release folder: dist/<target>/ + <target>.tar.gz. Default: dist."),
 ]
-_Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
-_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or stage lines.")]
 _Force = Annotated[bool, typer.Option("--force", help="Recompute every stage instead of reusing the cache.")]
 
 
@@ -125,8 +123,8 @@ def build(
     runs: Annotated[int | None, typer.Option(help="Timed latency runs (overrides the targets').")] = None,
     force: _Force = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a release misses a budget.")] = False,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Prune, recover, export, optimize, then quantize, validate and package for every --target.
 
@@ -158,8 +156,8 @@ def demo(
         list[str] | None, typer.Option("--target", "-t", help="Target(s). Default: host.")
     ] = None,
     force: _Force = False,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Offline demo: fine-tune the packaged all-MiniLM-L6-v2 on shipped sentiment set; build for this host."""
     from cahp_edge.build.demo import demo as run
@@ -176,7 +174,7 @@ def verify(
     smoke: Annotated[
         bool, typer.Option("--smoke/--no-smoke", help="Run one inference with the runner.")
     ] = True,
-    as_json: _Json = False,
+    as_json: Json = False,
 ) -> None:
     """Check every file against SHA256SUMS (missing, changed, extra) and run a smoke inference."""
     from cahp_edge.release.package import verify as run

@@ -21,7 +21,7 @@ def export_cmd(
     optimize: Annotated[bool, typer.Option(help="Also write OUT-optimized with fused attention.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     trust_pickle: TrustPickle = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Export to ONNX (legacy exporter, eager attention) and check parity with PyTorch."""

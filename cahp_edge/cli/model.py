@@ -14,9 +14,8 @@ from cahp_edge.cli.app import Json, TrustPickle, app, emit, note
 def inspect(
     model: Annotated[str, typer.Argument(help="Checkpoint folder (dense or cahp-pruned) or hub id.")],
     seq_len: Annotated[int, typer.Option(min=1, help="Sequence length for the MAC count.")] = 128,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle",
-                                               help="Allow pytorch_model.bin (runs pickle).")] = False,
+    as_json: Json = False,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Heads per layer, parameters and MACs (FLOPs/2) at a sequence length."""
     from cahp_edge.model.accounting import model_cost

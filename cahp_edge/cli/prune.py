@@ -14,7 +14,6 @@ from cahp_edge.prune.options import METHODS, CahpOptions, PruneOptions
 
 
 def _load(model: str, data: str, data_opts: DataOptions, trust_pickle: bool):
-    from cahp_edge.data import align_labels, check_task, load_dataset
     from cahp_edge.model.load import load_model
 
     lm = load_model(model, trust_pickle=trust_pickle, require_classifier=True)
@@ -26,26 +25,28 @@ def _load(model: str, data: str, data_opts: DataOptions, trust_pickle: bool):
             "heads are selected on the dense model",
             "pass the dense fine-tuned checkpoint to --model",
         )
-    ds = load_dataset(data, **data_opts.columns())
+    return lm, _for_model(data, lm, data_opts)
+
+
+def _for_model(spec: str, lm, o: DataOptions):
+    """A dataset checked against the model's task (single/pair) with labels aligned to its ids."""
+    from cahp_edge.data import align_labels, check_task, load_dataset
+
+    ds = load_dataset(spec, **o.columns())
     check_task(ds, lm.model.config)
-    ds = align_labels(ds, lm.model.config.id2label)
-    return lm, ds
+    return align_labels(ds, lm.model.config.id2label)
 
 
 def _selection_data(lm, ds, o: DataOptions, select: str | None = None):
     """Calibration + selection batches; selection rows from ``select`` (held-out data) when given."""
     import torch
 
-    from cahp_edge.data import align_labels, check_task, load_dataset, make_splits
+    from cahp_edge.data import make_splits
     from cahp_edge.prune.batches import from_dataset
     from cahp_edge.prune.sweep import SelectionData
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    held = None
-    if select is not None:
-        held = load_dataset(select, **o.columns())
-        check_task(held, lm.model.config)
-        held = align_labels(held, lm.model.config.id2label)
+    held = _for_model(select, lm, o) if select is not None else None
     sp = make_splits(ds, ds, calib_size=o.calib_size, select_size=o.select_size, seed=o.seed,
                      select_ds=held)  # eval unused here
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
@@ -71,9 +72,9 @@ def prune(
         typer.Option(help="Knee-selection data (default: rows of --data), not what the model was tuned on."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pytorch_model.bin.")] = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Choose which attention heads to keep (CAHP or a baseline) and write a head plan."""
     from cahp_edge.fsutil import atomic_dir, check_output_dir
@@ -178,12 +179,9 @@ def compare(
     check_output_dir(out, overwrite)
     lm, ds = _load(model, data, data_opts, trust_pickle)
     ks = parse_budgets(budgets, sum(lm.heads_per_layer))
-    from cahp_edge.data import align_labels, check_task, load_dataset
     from cahp_edge.prune.batches import from_dataset
 
-    ev = load_dataset(eval, **data_opts.columns())
-    check_task(ev, lm.model.config)
-    ev = align_labels(ev, lm.model.config.id2label)
+    ev = _for_model(eval, lm, data_opts)
     sel, sources = _selection_data(lm, ds, data_opts)
     sources["eval"] = f"all {len(ev)} rows of {ev.source}"
     eval_batches = from_dataset(lm.tokenizer, ev, data_opts.max_length, data_opts.batch_size)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cahp_edge.cli.app import Quiet, app, emit, note
+from cahp_edge.cli.app import Json, Quiet, app, emit, note
 
 targets_app = typer.Typer(help="List and show target profiles (targets/*.toml).", no_args_is_help=True)
 app.add_typer(targets_app, name="targets")
@@ -16,7 +16,7 @@ app.add_typer(targets_app, name="targets")
 
 @targets_app.command("list")
 def targets_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Shipped target profiles, one line each."""
     from cahp_edge.targets.profile import list_targets, load_target
@@ -32,7 +32,7 @@ def targets_list(
 @targets_app.command("show")
 def targets_show(
     name: Annotated[str, typer.Argument(help="Shipped name (see `targets list`) or a path to a .toml.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Every setting of one profile (for `host`, as detected on this machine)."""
     from cahp_edge.targets.profile import load_target
@@ -73,7 +73,7 @@ def validate_cmd(
     emulate: Annotated[bool, typer.Option(help="aarch64 targets: also measure accuracy with the ARM "
                                                 "kernels under QEMU (needs CAHP_ARM64_ROOT).")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds before a run is abandoned.")] = 900.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure accuracy, latency, memory and size with a target's settings and check its budgets.

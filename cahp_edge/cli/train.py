@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cahp_edge.cli.app import app, emit, note
+from cahp_edge.cli.app import Json, Quiet, app, emit, note
 from cahp_edge.cli.options import stage_options
 from cahp_edge.cli.progress import Progress
 from cahp_edge.data.options import DataOptions
@@ -25,8 +25,6 @@ _Eval = Annotated[
 _Out = Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")]
 _Cpu = Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")]
 _Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty --out.")]
-_Json = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
-_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")]
 
 
 def _progress(quiet: bool, what: str) -> tuple[Progress, object]:
@@ -58,8 +56,8 @@ def finetune(
     epochs: Annotated[float, typer.Option(help="Training epochs (fractions allowed).")] = 1.0,
     cpu: _Cpu = False,
     overwrite: _Overwrite = False,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Turn a base encoder into a classifier for the labels in --data; report accuracy on --eval."""
     from cahp_edge.fsutil import check_output_dir
@@ -105,8 +103,8 @@ def recover(
     epochs: Annotated[float, typer.Option(help="Recovery epochs (fractions allowed).")] = 1.0,
     cpu: _Cpu = False,
     overwrite: _Overwrite = False,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Fine-tune a pruned model once to recover accuracy (optionally distilling the dense model)."""
     from cahp_edge.fsutil import check_output_dir
