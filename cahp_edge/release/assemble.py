@@ -176,7 +176,7 @@ def release_key(lineage: dict[str, StageRecord]) -> str:
 def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple[Any, dict, StageRecord]:
     import time
 
-    from cahp_edge.release import package, report
+    from cahp_edge.release import package, report, runner
 
     t0 = time.perf_counter()
     rkey = release_key(inputs.lineage)
@@ -216,7 +216,9 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
         "versions": versions(),
         "build_host": build_host(),
     }
+    side = _side_files(inputs.export.path)
     ctx = report.ReportContext(
+        **report.running_inputs(inputs.data.path / "eval.jsonl", side["config.json"], target),
         target=target,
         plan=plan,
         metrics=metrics,
@@ -227,7 +229,8 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
     )
     files: dict[str, Any] = {
         **_model_files(inputs.quantized, target),
-        **_side_files(inputs.export.path),
+        **side,
+        **runner.device_files(),
         "cahp_heads.json": inputs.shaped.path / "cahp_heads.json",
         "eval.jsonl": inputs.data.path / "eval.jsonl",
         "target.json": json.dumps(target.summary(), indent=2) + "\n",

@@ -307,6 +307,8 @@ def check_files(pkg: Path) -> int:
             changed.append(rel)
     for p in sorted(pkg.rglob("*")):
         rel = p.relative_to(pkg).as_posix()
+        if _bytecode(p.relative_to(pkg)):
+            continue  # Python writes these when the release's runner or run.py runs in place
         if p.is_symlink() and rel not in sums:
             links.append(rel)
         elif p.is_file() and rel != SUMS and rel not in sums:
@@ -319,6 +321,10 @@ def check_files(pkg: Path) -> int:
         raise PackageError(f"package {pkg} failed verification", "; ".join(problems),
                            "re-copy the release or rebuild it with `cahp-edge build`")
     return len(sums)
+
+
+def _bytecode(rel: PurePosixPath | Path) -> bool:
+    return "__pycache__" in rel.parts[:-1] and rel.suffix == ".pyc"
 
 
 def _manifest_problems(pkg: Path, sums: dict[str, str]) -> list[str]:

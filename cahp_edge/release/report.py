@@ -27,6 +27,8 @@ class ReportContext:
     splits: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
+    example: dict = field(default_factory=dict)  # first eval row: {"text": ..., "text_pair"?: ...}
+    max_length: int = 128  # truncation the runner uses: benchmark seq_len, capped by the model's positions
 
 
 # ---- plots (drawn by cahp_edge.plots, inlined as base64 PNG) ------------------------------------
@@ -130,10 +132,7 @@ def model_card(ctx: ReportContext) -> str:
         "",
         _md_table(["budget", "value", "limit", "verdict", "why"], _budget_rows(ctx.verdict)),
         "",
-        "Latency here is from the build host. Measure on the device with "
-        "`python -m cahp_edge.runtime profile . --json` (see README).",
-        "",
-        *_session_lines(t),
+        *_running_lines(t, ctx.example, ctx.max_length),
         "## Limitations",
         "",
         "- Accuracy is measured on the evaluation split named above only.",
@@ -143,18 +142,52 @@ def model_card(ctx: ReportContext) -> str:
     return "\n".join(lines)
 
 
-def _session_lines(t) -> list[str]:
-    """How to open the model with the session settings the numbers above were measured with."""
+def _running_lines(t, example: dict, seq_len: int) -> list[str]:
+    """A complete, runnable example (tokenize, run, map the label) with the settings measured above.
+
+    Everything it needs is in the release; tests execute it against a built release.
+    """
+    text = example.get("text", "an example sentence")
+    pair = example.get("text_pair")
     threads = f"so.intra_op_num_threads = {t.threads}\n" if t.threads else ""
-    disabled = t.disabled_optimizers
-    kw = f", disabled_optimizers={disabled!r}" if disabled else ""
-    lines = ["## Running it", "", "```python", "import onnxruntime as ort", "",
-             f"so = ort.SessionOptions()\n{threads}sess = ort.InferenceSession("
-             f"\"model.onnx\", so, providers={list(t.execution_providers)!r}{kw})",
-             "```", ""]
+    disabled = list(t.disabled_optimizers)
+    kw = f",\n                            disabled_optimizers={disabled!r}" if disabled else ""
+    enc = f"tok.encode({text!r}, {pair!r})" if pair is not None else f"tok.encode({text!r})"
+    code = f"""import json
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+tok = Tokenizer.from_file("tokenizer.json")
+tok.no_padding()
+tok.enable_truncation(max_length={seq_len})
+id2label = json.load(open("config.json"))["id2label"]
+
+so = ort.SessionOptions()
+{threads}providers = [p for p in {list(t.execution_providers)!r} if p in ort.get_available_providers()]
+sess = ort.InferenceSession("model.onnx", so, providers=providers{kw})
+
+enc = {enc}
+feeds = {{"input_ids": np.array([enc.ids], dtype=np.int64),  # (1, T)
+         "attention_mask": np.array([enc.attention_mask], dtype=np.int64),
+         "token_type_ids": np.array([enc.type_ids], dtype=np.int64)}}
+logits = sess.run(None, {{i.name: feeds[i.name] for i in sess.get_inputs()}})[0][0]  # (num_labels,)
+print(id2label[str(int(logits.argmax()))])"""
+    lines = ["## Running it", "",
+             "Everything below needs only `pip install onnxruntime numpy tokenizers` (no torch, no "
+             "cahp-edge). From this folder:", "",
+             "```python", code, "```", ""]
     if disabled:
         lines += [f"`disabled_optimizers` turns off ONNX Runtime rewrites that measured slower for this "
                   f"target ({', '.join(disabled)}); without it the outputs are the same, only slower.", ""]
+    lines += [
+        "For many inputs, `python run.py --file inputs.jsonl` (one `{\"text\": ...}` per line"
+        + (", with `text_pair`" if pair is not None else "") + ") or `from run import Classifier` "
+        "batches the way the accuracy above was measured (length-sorted batches of 16).", "",
+        "Measure this release on the device (accuracy on the shipped eval.jsonl, latency, memory):", "",
+        "```sh", "python -m cahp_edge_runtime profile . --json", "```", "",
+    ]
     return lines
 
 
@@ -246,6 +279,20 @@ def report_html(ctx: ReportContext) -> str:
     return "\n".join(parts)
 
 
+def running_inputs(eval_file, config_file, target) -> dict:
+    """The card's runnable example: the first evaluation row and the runner's truncation length."""
+    import json
+    from pathlib import Path
+
+    first = Path(eval_file).read_text(encoding="utf-8").split("\n", 1)[0]
+    row = json.loads(first) if first.strip() else {}
+    example = {k: row[k] for k in ("text", "text_pair") if isinstance(row.get(k), str)}
+    config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+    # what the runner (runtime/profile.py) truncates to: the benchmark length, capped by the model
+    max_length = min(target.benchmark.seq_len, int(config.get("max_position_embeddings") or 10**9))
+    return {"example": example, "max_length": max_length}
+
+
 def context_from_release(d) -> ReportContext:
     """Rebuild the report's inputs from a release folder (to re-render MODEL_CARD.md / report.html)."""
     import json
@@ -259,4 +306,5 @@ def context_from_release(d) -> ReportContext:
     plan = json.loads((d / "cahp_heads.json").read_text(encoding="utf-8"))
     target = Target.model_validate(man["target_profile"])
     return ReportContext(target=target, plan=plan, metrics=met["models"], verdict=met["budgets"],
-                         splits=met.get("splits", {}), manifest=man, stages=man.get("stages", {}))
+                         splits=met.get("splits", {}), manifest=man, stages=man.get("stages", {}),
+                         **running_inputs(d / "eval.jsonl", d / "config.json", target))

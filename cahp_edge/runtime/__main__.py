@@ -11,11 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import SCHEMA, RunnerError
+from . import EVAL_BATCH_SIZE, SCHEMA, RunnerError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cahp_edge.runtime",
+    # the package name it runs under: cahp_edge.runtime here, cahp_edge_runtime inside a release
+    p = argparse.ArgumentParser(prog=f"python -m {__package__ or 'cahp_edge.runtime'}",
                                 description="Measure a cahp-edge package on this device.")
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("profile", help="accuracy, cold start, latency percentiles, memory, top operators")
@@ -32,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--seq-len", type=int, help="benchmark sequence length; also the truncation length")
     pr.add_argument("--warmup", type=int)
     pr.add_argument("--runs", type=int)
-    pr.add_argument("--eval-batch-size", type=int, default=16)
+    pr.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE,
+                    help=f"rows per length-sorted evaluation batch (default {EVAL_BATCH_SIZE}; int8 "
+                         "logits depend on it slightly)")
     pr.add_argument("--limit", type=int, help="evaluate only the first N examples")
     pr.add_argument("--format", choices=["onnx", "ort"], dest="fmt")
     pr.add_argument("--no-latency", action="store_true", help="skip latency (e.g. under emulation)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SCHEMA, RunnerError
+from . import EVAL_BATCH_SIZE, SCHEMA, RunnerError
 from .package import load_eval, open_package, sha256_file
 from .sysinfo import current_rss_mb, peak_rss_mb, system_info
 from .tokenize import encode, length_sorted_batches, load_tokenizer, pad_id_of, synthetic_batch
@@ -34,7 +34,7 @@ class Settings:
     seq_len: int | None = None
     warmup: int | None = None
     runs: int | None = None
-    eval_batch_size: int = 16
+    eval_batch_size: int = EVAL_BATCH_SIZE
     limit: int | None = None  # evaluate only the first N examples
     data: Path | None = None
     fmt: str | None = None  # "onnx" | "ort"
@@ -231,6 +231,7 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
             "accuracy": round(correct / len(data.labels), 6), "correct": correct, "n": len(data.labels),
             "eval_file": data.source, "eval_sha256": data.sha256, "seconds": round(secs, 3),
             "max_length": cfg["seq_len"], "predictions": pred.tolist(),
+            "batching": f"length-sorted batches of {cfg['eval_batch_size']}, each padded to its longest row",
         }
         if s.logits_out is not None:
             np.save(s.logits_out, logits)

@@ -32,15 +32,12 @@ from typing import Any
 import numpy as np
 
 from cahp_edge.errors import TargetError, ValidateError
+from cahp_edge.runtime import EVAL_BATCH_SIZE  # the batching every accuracy is measured with
 
 ENV_ROOT = "CAHP_ARM64_ROOT"
 SETUP_SCRIPT = "scripts/setup-arm64-emulation.sh"
 WORKER = Path(__file__).with_name("emulate_worker.py")
 EMULATED_TIME_NOTE = "wall time under QEMU emulation on this host; not a device latency"
-# Same as the runner's --eval-batch-size default. It matters for int8: dynamic quantization takes one
-# activation scale per tensor, i.e. per batch, so logits depend on which sentences share a batch
-# (measured on MiniLM SST-5: up to 0.4 in a logit between batchings of the same x86 run).
-EVAL_BATCH_SIZE = 16
 
 Example = Mapping[str, Sequence[int]]  # one tokenized example: input_ids, attention_mask[, token_type_ids]
 

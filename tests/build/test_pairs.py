@@ -1,6 +1,7 @@
-"""Sentence-pair tasks end to end: the build's metrics.json, `cahp-edge validate` of the release and the
-device runner must score the same examples the same way (the build once evaluated sentence1 alone;
-the staging step that dropped the pairs is tested directly in tests/targets/test_validate.py)."""
+"""Sentence-pair tasks end to end (the `pair_release` fixture is in tests/conftest.py): the build's
+metrics.json, `cahp-edge validate` of the release and the device runner must score the same examples
+the same way (the build once evaluated sentence1 alone; the staging step that dropped the pairs is
+tested directly in tests/targets/test_validate.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from cahp_edge.build.options import make_options
 from cahp_edge.build.pipeline import build
 from cahp_edge.fsutil import sha256_file
-from tests.helpers.build_tiny import TINY_CONFIG, make_checkpoint, make_pair_data
+from tests.helpers.build_tiny import make_pair_data
 
 pytestmark = pytest.mark.slow  # an end-to-end build of a tiny model
 
@@ -27,22 +28,6 @@ def _runner(pkg: Path) -> dict:
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["accuracy"]
-
-
-@pytest.fixture(scope="module")
-def pair_release(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("pairs")
-    make_checkpoint(root / "ck")
-    make_pair_data(root / "data")
-    (root / "build.toml").write_text(TINY_CONFIG)
-    opts = make_options({"model": str(root / "ck"), "data": str(root / "data" / "train.tsv"),
-                         "eval": str(root / "data" / "dev.tsv"), "targets": ["host"],
-                         "out": str(root / "dist")}, root / "build.toml")
-    build(opts)
-    return root, root / "dist" / "host"
 
 
 def test_metrics_validate_and_runner_agree_on_pairs(pair_release):
@@ -81,9 +66,12 @@ def test_select_file_feeds_the_knee_and_the_cache_key(pair_release, tmp_path):
     root, _ = pair_release
     make_pair_data(tmp_path / "held", n_train=20, n_dev=4)
     base = {"model": str(root / "ck"), "data": str(root / "data" / "train.tsv"),
-            "eval": str(root / "data" / "dev.tsv"), "targets": ["host"], "out": str(root / "dist")}
+            "eval": str(root / "data" / "dev.tsv"), "targets": ["host"], "out": str(tmp_path / "dist")}
+    # its own --out: the session's pair release stays as built for the other tests
     res = build(make_options({**base, "select": str(tmp_path / "held" / "train.tsv")}, root / "build.toml"))
-    plan = json.loads((root / "dist" / "host" / "cahp_heads.json").read_text())
+    plan = json.loads((tmp_path / "dist" / "host" / "cahp_heads.json").read_text())
     assert "held" in plan["data"]["select"] and "16 stratified rows" in plan["data"]["select"]
     assert str(root / "data" / "train.tsv") in plan["data"]["calib"]
     assert not res.stages["prune"].hit  # a new selection file: selected again, not served from the cache
+    shared = json.loads((root / "dist" / "host" / "cahp_heads.json").read_text())
+    assert "held" not in shared["data"]["select"]

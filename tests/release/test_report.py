@@ -73,10 +73,17 @@ def test_html_and_card_show_verdicts_and_numbers():
     assert "| pruned + quantized (shipped) | 0.8700 | 4.00 | 4.80 | 6.00 | 22.0 | 200 |" in card
     assert "## Budgets: fail" in card
     # the session line the numbers were measured with: plain for rpi5, with the rewrite off for x86
-    assert "providers=['CPUExecutionProvider'])" in card and "disabled_optimizers" not in card
+    assert 'InferenceSession("model.onnx", so, providers=providers)' in card
+    assert "disabled_optimizers" not in card
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    compile(code, "MODEL_CARD.md", "exec")  # run against a real release in tests/release/test_device_files.py
+    assert "tok.encode('an example sentence')" in code and "max_length=128" in code
     import dataclasses
 
-    x86 = dataclasses.replace(ctx, target=load_target("x86-64-avx512-vnni"))
+    x86 = dataclasses.replace(ctx, target=load_target("x86-64-avx512-vnni"), max_length=64,
+                              example={"text": "It's a premise.", "text_pair": "A hypothesis."})
     card = report.model_card(x86)
     assert "so.intra_op_num_threads = 4\n" in card
     assert "disabled_optimizers=['SkipLayerNormFusion'])" in card
+    assert '''tok.encode("It's a premise.", 'A hypothesis.')''' in card and "max_length=64" in card
+
