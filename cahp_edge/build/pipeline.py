@@ -297,6 +297,7 @@ def build_locked(
                 "eval_sha256": src.eval,
             },
             options=opts.model_dump(mode="json", exclude={"out"}),
+            pytorch=model if opts.keep_pytorch else None,
         )
         rel, verdict, rec = make_release(out, t, inputs, force)
         res.releases[t.name], res.verdicts[t.name] = rel, verdict

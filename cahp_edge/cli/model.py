@@ -12,25 +12,39 @@ from cahp_edge.cli.app import Json, TrustPickle, app, emit, note
 
 @app.command()
 def inspect(
-    model: Annotated[str, typer.Argument(help="Checkpoint folder (dense or cahp-pruned) or hub id.")],
+    model: Annotated[str, typer.Argument(
+        help="Checkpoint folder (dense or cahp-pruned), hub id, release folder (dist/<target>) "
+             "or .onnx file.")],
     seq_len: Annotated[int, typer.Option(min=1, help="Sequence length for the MAC count.")] = 128,
     as_json: Json = False,
     trust_pickle: TrustPickle = False,
 ) -> None:
-    """Heads per layer, parameters and MACs (FLOPs/2) at a sequence length."""
-    from cahp_edge.model.accounting import model_cost
-    from cahp_edge.model.load import load_model
+    """Heads per layer, parameters and MACs (FLOPs/2) at a sequence length; for ONNX, what it stores."""
+    from cahp_edge.release.inspect import inspect_path
 
-    lm = load_model(model, trust_pickle=trust_pickle, require_tokenizer=False)
-    cost = model_cost(lm.model, seq_len, lm.adapter)
-    d = {"model": str(lm.path), "model_type": lm.model.config.model_type, "pruned": lm.pruned,
-         "source_hash": lm.source_hash, **cost.to_dict()}
-    lines = [f"{lm.path}  ({lm.model.config.model_type}{', cahp-pruned' if lm.pruned else ''})",
-             f"{'layer':>5} {'heads':>5} {'params':>12} {'MACs@' + str(seq_len):>14}"]
-    lines += [f"{c.layer:>5} {c.heads:>5} {c.params:>12,} {c.macs:>14,}" for c in cost.layers]
-    lines.append(f"total: {cost.heads} heads, {cost.total_params:,} params, {cost.total_macs:,} MACs "
-                 f"({2 * cost.total_macs / 1e9:.2f} GFLOPs) at seq {seq_len}")
-    emit(d, as_json, "\n".join(lines))
+    d = inspect_path(model, seq_len, trust_pickle)
+    emit(d, as_json, "\n".join(_inspect_lines(d, seq_len)))
+
+
+def _inspect_lines(d: dict, seq_len: int) -> list[str]:
+    lines = []
+    if "layers" in d:
+        kind = {"checkpoint": "", "release": ", release", "onnx": ", ONNX in a release"}[d["kind"]]
+        lines += [f"{d['model']}  ({d['model_type']}{', cahp-pruned' if d['pruned'] else ''}{kind})",
+                  f"{'layer':>5} {'heads':>5} {'params':>12} {'MACs@' + str(seq_len):>14}"]
+        lines += [f"{c['layer']:>5} {c['heads']:>5} {c['params']:>12,} {c['macs']:>14,}" for c in d["layers"]]
+        lines.append(f"total: {d['heads']} heads, {d['total_params']:,} params, {d['total_macs']:,} MACs "
+                     f"({2 * d['total_macs'] / 1e9:.2f} GFLOPs) at seq {seq_len}")
+    if d.get("onnx"):
+        o = d["onnx"]
+        dtypes = ", ".join(f"{n:,} {t}" for t, n in sorted(o["params_by_dtype"].items()))
+        lines += [f"onnx: {Path(o['file']).name} {o['size_mb']} MB, opset {o['opset']}, {o['nodes']} nodes"
+                  f"{', quantized' if o['quantized'] else ''}; stored {dtypes}"]
+    if d.get("release"):
+        r = d["release"]
+        lines.append(f"release: target {r.get('target')}, shipped accuracy {r.get('accuracy')}, budgets "
+                     f"{r.get('budgets')}, pytorch/ {'included' if r['pytorch'] else 'not included'}")
+    return lines
 
 
 @app.command("reshape")

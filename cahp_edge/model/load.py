@@ -244,26 +244,37 @@ def read_heads_file(path: Path) -> tuple[HeadPlan, dict]:
     return HeadPlan.from_dict(meta, source=str(f)), meta
 
 
-def load_pruned(path: str | Path, require_tokenizer: bool = False) -> LoadedModel:
-    """Rebuild a pruned model bit-identically (transformers 4.57 and 5.x)."""
+def pruned_skeleton(path: Path):
+    """(model, adapter, plan, meta): the pruned architecture from config.json + cahp_heads.json, with
+    random weights. A release folder has both files, so its shape can be inspected without a checkpoint."""
     import torch
-    from safetensors.torch import load_model as st_load
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from cahp_edge.model.reshape import reshape
 
-    path = Path(path)
     plan, meta = read_heads_file(path)
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read {path / 'config.json'}", str(e).splitlines()[0][:300],
+                         "re-copy the folder") from e
+    adapter = get_adapter(config)
+    torch.manual_seed(0)  # random init (overwritten when weights are loaded); seeded so runs repeat
+    skeleton = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    return reshape(skeleton, plan, adapter, copy_model=False), adapter, plan, meta
+
+
+def load_pruned(path: str | Path, require_tokenizer: bool = False) -> LoadedModel:
+    """Rebuild a pruned model bit-identically (transformers 4.57 and 5.x)."""
+    from safetensors.torch import load_model as st_load
+
+    path = Path(path)
     weights = path / PRUNED_WEIGHTS
     if not weights.is_file():
         raise ModelError(f"{weights.name} missing from pruned model {path}", "",
                          "re-run `cahp-edge reshape` or re-copy the folder")
     check_safetensors(weights)
-    config = AutoConfig.from_pretrained(str(path))
-    adapter = get_adapter(config)
-    torch.manual_seed(0)  # the skeleton's random init is overwritten below; seed keeps it cheap to debug
-    skeleton = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
-    model = reshape(skeleton, plan, adapter, copy_model=False)
+    model, adapter, plan, meta = pruned_skeleton(path)
     try:
         st_load(model, str(weights), strict=True)
     except Exception as e:

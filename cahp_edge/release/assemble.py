@@ -165,12 +165,22 @@ class ReleaseInputs:
     source: dict[str, Any]  # model, name, checkpoint_sha256, tokenizer_sha256
     data_files: dict[str, Any]  # train / eval paths and their sha256
     options: dict[str, Any]  # the build options, as recorded in the manifest
+    pytorch: StageRecord | None = None  # recover (or reshape) output, shipped as pytorch/ with --keep-pytorch
 
 
-def release_key(lineage: dict[str, StageRecord]) -> str:
-    """Same stage outputs + same code = same release (a finished one is then kept, not rewritten)."""
+def release_key(lineage: dict[str, StageRecord], pytorch: bool = False) -> str:
+    """Same stage outputs + same code + same contents = same release (a finished one is then kept)."""
     keys = {n: r.tree for n, r in lineage.items()}
-    return hashlib.sha256(canonical({"code": code_version(), "stages": keys}).encode()).hexdigest()[:16]
+    doc = {"code": code_version(), "stages": keys, **({"pytorch": True} if pytorch else {})}
+    return hashlib.sha256(canonical(doc).encode()).hexdigest()[:16]
+
+
+def _pytorch_files(rec: StageRecord | None) -> dict[str, Path]:
+    """The pruned PyTorch model folder (safetensors, cahp_heads.json, config, tokenizer) under pytorch/."""
+    if rec is None:
+        return {}
+    files = sorted(p for p in rec.path.rglob("*") if p.is_file())
+    return {f"pytorch/{p.relative_to(rec.path).as_posix()}": p for p in files}
 
 
 def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple[Any, dict, StageRecord]:
@@ -179,7 +189,7 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
     from cahp_edge.release import package, report, runner
 
     t0 = time.perf_counter()
-    rkey = release_key(inputs.lineage)
+    rkey = release_key(inputs.lineage, inputs.pytorch is not None)
     dist_dir, tarball = Path(out) / target.name, Path(out) / f"{target.name}.tar.gz"
     validated = json.loads((inputs.validated.path / "validate.json").read_text(encoding="utf-8"))
     metrics = {name: model_metrics(r) for name, r in validated.items()}
@@ -231,6 +241,7 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
         **_model_files(inputs.quantized, target),
         **side,
         **runner.device_files(),
+        **_pytorch_files(inputs.pytorch),
         "cahp_heads.json": inputs.shaped.path / "cahp_heads.json",
         "eval.jsonl": inputs.data.path / "eval.jsonl",
         "target.json": json.dumps(target.summary(), indent=2) + "\n",
