@@ -115,7 +115,8 @@ def build(
         str | None, typer.Option("--eval", help="Evaluation data (reported accuracy).")
     ] = None,
     target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", metavar="TARGET", help="Target name or .toml; repeat.")
+        list[str] | None,
+        typer.Option("--target", "-t", metavar="TARGET", help="Target name or .toml; repeat."),
     ] = None,
     out: _Out = None,
     config: Annotated[Path | None, typer.Option(help="build.toml holding any of these options.")] = None,

@@ -50,7 +50,8 @@ def judge(accuracy: float, loss: float, labels: list[int], num_labels: int) -> H
         # "above": confidently wrong (e.g. overfitted) scores worse than an untrained head
         where = "near" if loss < 1.03 * ln_c else "above"
         reason = (f"mean loss {loss:.3f} is {where} ln({num_labels}) = {ln_c:.3f} (what an untrained head "
-                  f"scores) and accuracy {100 * accuracy:.1f}% barely beats the majority class ({100 * majority:.1f}%)")
+                  f"scores) and accuracy {100 * accuracy:.1f}% barely beats the majority class "
+                  f"({100 * majority:.1f}%)")
     return Health(accuracy, loss, majority, chance, ln_c, n, reason)
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ class _Base:
         self.model, self.adapter, self.data, self.seed = model, adapter, data, seed
         self.index = HeadIndex(adapter.heads_per_layer(model))
         self.info: dict = {"timings": {}}
+        # progress(task, done, total) of the selector's long steps; select_heads sets it
+        self.progress: Callable[[str, int, int], None] = lambda *_: None
 
     def _time(self, key: str, t0: tuple[float, float]) -> None:
         """Add wall seconds under ``key`` and CPU seconds of this process under ``key_cpu``."""

@@ -100,7 +100,8 @@ class CAHP(_Base):
     def signatures(self) -> HeadSignatures:
         if self.sig is None:
             t0 = (time.perf_counter(), time.process_time())
-            self.sig = collect(self.model, self.data.calib)
+            self.sig = collect(self.model, self.data.calib,
+                               progress=lambda d, t: self.progress("attention signatures", d, t))
             self._time("signatures_s", t0)
         return self.sig
 
@@ -206,7 +207,8 @@ class CAHP(_Base):
         self.info["salience"] = sal.tolist()
         ids = np.arange(self.index.n)
         out = {}
-        for k in counts:
+        for i, k in enumerate(counts):
+            self.progress("clustering", i, len(counts))
             labels = self._cluster(self._weighted(dist, sal), k)
             out[k] = self.index.mask_of(self._representatives(ids, labels, sal, k))
             self.info.setdefault("clusters", {})[k] = labels.tolist()
@@ -215,6 +217,7 @@ class CAHP(_Base):
     def _iterative(self, dist: np.ndarray, counts: list[int]) -> dict[int, torch.Tensor]:
         n = self.index.n
         step = max(1, round(n * self.step_fraction))
+        total = _rounds(n, step, counts)
         kept = np.arange(n)
         out, rounds = {}, 0
         first_sal = None
@@ -231,12 +234,22 @@ class CAHP(_Base):
                 else:
                     kept = np.array(self._representatives(kept, labels, sal, k_next))
                 rounds += 1
+                self.progress("selection rounds", rounds, total)
             out[target] = self.index.mask_of(kept)
         if first_sal is None:
             first_sal = self._salience()
         self.info["salience"] = first_sal.tolist()
         self.info["rounds"] = rounds
         return out
+
+
+def _rounds(n: int, step: int, counts: list[int]) -> int:
+    """How many salience + clustering rounds _iterative runs (each keeps exactly its k_next heads)."""
+    left, rounds = n, 0
+    for target in sorted(counts, reverse=True):
+        while left > target:
+            left, rounds = max(target, left - step), rounds + 1
+    return rounds
 
 
 def _fill(kept: list[int], ids: np.ndarray, sal: np.ndarray, k: int) -> list[int]:

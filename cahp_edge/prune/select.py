@@ -108,6 +108,7 @@ def select_heads(
         "selection_accuracy_dense": dense_acc,
     }
     tick = progress or (lambda *_: None)
+    sel.progress = tick  # signatures per batch, selection rounds (CAHP); others report "select heads"
     tick("select heads", 0, 1)
     if budget is not None:
         masks = sel.masks([budget])

@@ -9,6 +9,7 @@ to pairwise JSD sums at once (:class:`~cahp_edge.prune.distance.JSDAccumulator`)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -58,15 +59,17 @@ def real_rows(
 
 
 @torch.no_grad()
-def collect(model: nn.Module, batches: Batches, device: torch.device | str | None = None) -> HeadSignatures:
-    """Run ``batches`` through ``model`` (eager attention) and accumulate the JSD head graph."""
+def collect(model: nn.Module, batches: Batches, device: torch.device | str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> HeadSignatures:
+    """Run ``batches`` through ``model`` (eager attention) and accumulate the JSD head graph;
+    ``progress(done, total)`` after each batch."""
     t0 = time.perf_counter()
     device = device or next(model.parameters()).device
     acc: JSDAccumulator | None = None
     heads: list[int] = []
     examples = 0
     preds: list[torch.Tensor] | None = []
-    for batch in batches:
+    for i, batch in enumerate(batches):
         b = {k: v.to(device) for k, v in model_inputs(batch).items()}
         out = model(**b, output_attentions=True)
         atts = [a for a in out.attentions if a is not None]
@@ -83,6 +86,8 @@ def collect(model: nn.Module, batches: Batches, device: torch.device | str | Non
         acc.add(rows)
         del rows
         examples += int(mask.shape[0])
+        if progress is not None:
+            progress(i + 1, len(batches))
     if acc is None:
         raise ValueError("no calibration batches")
     return HeadSignatures(

@@ -86,6 +86,15 @@ def test_knee_plan_meta(setup):
     assert ticks[0] == ("select heads", 0, 1) and ticks.index(("select heads", 1, 1)) < ticks.index(
         ("knee sweep", 0, len(meta["curve"])))
     assert ticks[-1] == ("knee sweep", len(meta["curve"]), len(meta["curve"]))
+    # inside selection: one tick per calibration batch of the signature pass, one per selection round,
+    # each counting up to its exact total (an ETA needs the total to be right)
+    sig = [t for t in ticks if t[0] == "attention signatures"]
+    assert [t[1] for t in sig] == list(range(1, len(data.calib) + 1))
+    assert {t[2] for t in sig} == {len(data.calib)}
+    rounds = [t for t in ticks if t[0] == "selection rounds"]
+    assert [t[1] for t in rounds] == list(range(1, meta["selector"]["rounds"] + 1))
+    assert {t[2] for t in rounds} == {meta["selector"]["rounds"]}
+    assert ticks.index(sig[-1]) < ticks.index(rounds[0]) < ticks.index(("select heads", 1, 1))
     assert meta["budget_source"] == "knee" and plan.total_kept == meta["k_star"]
     assert next(p["heads"] for p in meta["curve"]) == 12 and len(meta["fit_coefficients"]) == 3
     assert meta["k_star"] in [p["heads"] for p in meta["curve"]]
