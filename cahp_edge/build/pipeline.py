@@ -295,6 +295,7 @@ def build_locked(
                 "train_sha256": src.train,
                 "eval": opts.eval,
                 "eval_sha256": src.eval,
+                **({"select": opts.select, "select_sha256": src.select} if opts.select else {}),
             },
             options=opts.model_dump(mode="json", exclude={"out"}),
             pytorch=model if opts.keep_pytorch else None,

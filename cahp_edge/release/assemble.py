@@ -17,6 +17,7 @@ from typing import Any
 from cahp_edge.errors import PackageError
 from cahp_edge.lineage import StageRecord, canonical, code_version
 from cahp_edge.plan import PLAN_FILE
+from cahp_edge.release.portable import portable, portable_json
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -28,6 +29,8 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spm.model",
 )
+# Hugging Face JSON files that may hold the build machine's paths (e.g. config.json's _name_or_path)
+HF_JSON = ("config.json", "tokenizer_config.json", "special_tokens_map.json")
 VERSIONED = (
     "cahp-edge",
     "torch",
@@ -204,17 +207,19 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
         }
         return rel, verdict, StageRecord("package", rkey, dist_dir, "", summary, 0.0, True)
 
-    plan = json.loads((inputs.plan.path / PLAN_FILE).read_text(encoding="utf-8"))
-    splits = json.loads((inputs.data.path / "splits.json").read_text(encoding="utf-8"))
-    metrics_doc = {
+    # every document below goes through portable(): file names instead of this machine's paths,
+    # floats to 6 significant digits (one place for both)
+    plan = portable(json.loads((inputs.plan.path / PLAN_FILE).read_text(encoding="utf-8")))
+    splits = portable(json.loads((inputs.data.path / "splits.json").read_text(encoding="utf-8")))
+    metrics_doc = portable({
         "target": target.name,
         "splits": splits["sources"],
         "models": metrics,
         "budgets": verdict,
         "raw": validated,
-    }
+    })
     lineage = {n: r.lineage() for n, r in inputs.lineage.items()}
-    manifest = {
+    manifest = portable({
         "cahp_edge": code_version(),
         "release_key": rkey,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -225,30 +230,34 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
         "stages": lineage,
         "versions": versions(),
         "build_host": build_host(),
-    }
+    })
     side = _side_files(inputs.export.path)
     ctx = report.ReportContext(
         **report.running_inputs(inputs.data.path / "eval.jsonl", side["config.json"], target),
         target=target,
         plan=plan,
-        metrics=metrics,
-        verdict=verdict,
+        metrics=metrics_doc["models"],
+        verdict=metrics_doc["budgets"],
         splits=splits["sources"],
         manifest=manifest,
-        stages=lineage,
+        stages=manifest["stages"],
     )
     files: dict[str, Any] = {
         **_model_files(inputs.quantized, target),
         **side,
         **runner.device_files(),
         **_pytorch_files(inputs.pytorch),
-        "cahp_heads.json": inputs.shaped.path / "cahp_heads.json",
+        "cahp_heads.json": portable_json(inputs.shaped.path / "cahp_heads.json"),
         "eval.jsonl": inputs.data.path / "eval.jsonl",
-        "target.json": json.dumps(target.summary(), indent=2) + "\n",
+        "target.json": json.dumps(portable(target.summary()), indent=2) + "\n",
         "metrics.json": json.dumps(metrics_doc, indent=2, default=str) + "\n",
         "MODEL_CARD.md": report.model_card(ctx),
         "report.html": report.report_html(ctx),
     }
+    files.update({name: portable_json(src, round_floats=False) for name, src in files.items()
+                  if name.endswith(HF_JSON) and isinstance(src, Path)})  # config.json's _name_or_path
+    files.update({name: portable_json(src) for name, src in files.items()
+                  if name == "pytorch/cahp_heads.json" and isinstance(src, Path)})
     rel = package.write_release(Path(out), target.name, files, manifest)
     summary = {
         "dir": str(rel.dir),

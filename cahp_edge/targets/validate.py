@@ -67,6 +67,15 @@ class Report:
         d["status"] = self.status
         return d
 
+    def _where(self) -> str:
+        """Where latency was measured, and whether that is the target (x86 numbers for ARM say so)."""
+        off = any(c.name == "p90_latency_ms" and c.status == SKIP and c.measured is not None
+                  for c in self.checks)  # measured, but not where the target runs
+        system = self.profile["system"]
+        machine = system["machine"] + (" under emulation" if system.get("emulated") else "")
+        where = f"measured on {machine} via {self.device}"
+        return where + (f", not on the {self.target} device" if off else "")
+
     def table(self) -> str:
         p = self.profile
         lat = p.get("latency") or {}
@@ -76,12 +85,14 @@ class Report:
                                 f"{', '.join(p['runtime']['providers_used'])}")]
         if self.accuracy is not None:
             base = "" if self.baseline_accuracy is None else f"  (baseline {self.baseline_accuracy:.4f})"
-            rows.append(("accuracy", f"{self.accuracy:.4f} on {p['accuracy']['n']} examples{base}"))
+            batching = p["accuracy"].get("batching")
+            rows.append(("accuracy", f"{self.accuracy:.4f} on {p['accuracy']['n']} examples{base}"
+                                     + (f"; {batching}" if batching else "")))
         if lat:
             rows.append(("latency", f"cold {lat['cold_start_ms']:.1f} ms  p50 {lat['p50_ms']:.2f}  "
                                     f"p90 {lat['p90_ms']:.2f}  p99 {lat['p99_ms']:.2f} ms  "
                                     f"{lat['throughput_per_s']:.1f}/s  "
-                                    f"(batch {lat['batch']}, seq {lat['seq_len']})"))
+                                    f"(batch {lat['batch']}, seq {lat['seq_len']}; {self._where()})"))
         rows.append(("memory", f"peak RSS {p['memory']['peak_rss_mb']:.1f} MB"))
         rows.append(("size", f"{p['model']['size_mb']:.2f} MB ({p['model']['file']})"))
         if p.get("operators"):

@@ -70,8 +70,12 @@ def test_select_file_feeds_the_knee_and_the_cache_key(pair_release, tmp_path):
     # its own --out: the session's pair release stays as built for the other tests
     res = build(make_options({**base, "select": str(tmp_path / "held" / "train.tsv")}, root / "build.toml"))
     plan = json.loads((tmp_path / "dist" / "host" / "cahp_heads.json").read_text())
-    assert "held" in plan["data"]["select"] and "16 stratified rows" in plan["data"]["select"]
-    assert str(root / "data" / "train.tsv") in plan["data"]["calib"]
+    assert plan["data"]["select"].startswith("16 stratified rows of train.tsv")
+    # file names in the release, told apart by their sha256 in the manifest
+    data = json.loads((tmp_path / "dist" / "host" / "manifest.json").read_text())["data"]
+    assert data["select"] == "train.tsv"
+    assert data["select_sha256"] == sha256_file(tmp_path / "held" / "train.tsv")
+    assert data["train_sha256"] == sha256_file(root / "data" / "train.tsv") != data["select_sha256"]
     assert not res.stages["prune"].hit  # a new selection file: selected again, not served from the cache
-    shared = json.loads((root / "dist" / "host" / "cahp_heads.json").read_text())
-    assert "held" not in shared["data"]["select"]
+    shared = json.loads((root / "dist" / "host" / "manifest.json").read_text())["data"]
+    assert "select" not in shared

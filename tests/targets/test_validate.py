@@ -57,6 +57,18 @@ def test_pass_with_every_field(pkg, tmp_path):
     assert d["status"] == "pass" and d["checks"][1]["measured"] == p["latency"]["p90_ms"]
     table = rep.table()
     assert "p90_latency_ms   PASS" in table and table.endswith("result: PASS")
+    assert f"measured on {p['system']['machine']} via local)" in table  # where, and nothing more: on target
+    assert "; length-sorted batches of 16, each padded to its longest row" in table
+
+
+def test_latency_off_the_target_says_where_it_was_measured(pkg, tmp_path):
+    """An ARM profile validated on this x86 host: the latency line says it is not the device's."""
+    tgt = write_target(tmp_path, base="rpi5-arm64", name="arm", p90_latency_ms=1000)
+    rep = validate(pkg, tgt, baseline_accuracy=1.0, **FAST)
+    lat = next(c for c in rep.checks if c.name == "p90_latency_ms")
+    assert lat.status == "skip" and lat.measured == rep.profile["latency"]["p90_ms"]
+    machine = rep.profile["system"]["machine"]
+    assert f"measured on {machine} via local, not on the arm device)" in rep.table()
 
 
 def test_budgets_fail_as_configured(pkg, tmp_path):
