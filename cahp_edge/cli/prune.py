@@ -77,6 +77,7 @@ def prune(
     trust_pickle: TrustPickle = False,
 ) -> None:
     """Choose which attention heads to keep (CAHP or a baseline) and write a head plan."""
+    from cahp_edge.cli.progress import Progress
     from cahp_edge.fsutil import atomic_dir, check_output_dir
     from cahp_edge.prune.artifact import write_plan_dir
     from cahp_edge.prune.select import check_options, select_heads
@@ -90,7 +91,12 @@ def prune(
         f"select {sel.select.num_examples} examples",
         quiet,
     )
-    plan = select_heads(lm.model, lm.adapter, sel, opts, sources)
+    shown = Progress(quiet)
+    try:
+        plan = select_heads(lm.model, lm.adapter, sel, opts, sources,
+                            progress=lambda task, done, total: shown.update(f"prune: {task}", done, total))
+    finally:
+        shown.stop()
     plan.meta["model"] = {"path": str(lm.path), "source_hash": lm.source_hash}
     dist = plan.meta.pop("_distance", None)
     with atomic_dir(out, overwrite) as tmp:

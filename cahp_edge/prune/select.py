@@ -100,7 +100,7 @@ def select_heads(
     budget = check_options(options, n)
     torch.manual_seed(options.seed)
     sel = make_selector(model, adapter, data, options)
-    dense_acc, _dense_loss = masked_eval(model, adapter, data.select)
+    dense_acc, dense_loss = masked_eval(model, adapter, data.select)
     meta: dict = {
         "method": options.method,
         "options": options.model_dump(mode="json"),
@@ -129,7 +129,8 @@ def select_heads(
                 tick("select heads", 1, 1)  # masks come before the first evaluation
             tick("knee sweep", done, total)
 
-        sw = run_sweep(sel, model, adapter, data.select, grid, progress=swept)
+        sw = run_sweep(sel, model, adapter, data.select, grid, progress=swept,
+                       known={n: (dense_acc, dense_loss)})
         ks = [p.k for p in sw.points]
         accs = [100.0 * p.accuracy for p in sw.points]
         knee = find_knee(ks, accs, options.degree, options.max_drop if options.max_drop is not None else None)

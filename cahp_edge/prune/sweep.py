@@ -103,16 +103,20 @@ def default_grid(n: int, floor: int, points: int = 16) -> list[int]:
 
 def run_sweep(
     selector: Selector, model: nn.Module, adapter: Adapter, select: Batches, grid: list[int],
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, known: dict[int, tuple[float, float]] | None = None,
 ) -> Sweep:
-    """Masks for every grid count, then the selection accuracy under each; ``progress(done, total)``."""
+    """Masks for every grid count, then the selection accuracy under each; ``progress(done, total)``.
+    ``known``: (accuracy, loss) already measured for a count (the dense model's, at all heads)."""
     t0 = time.perf_counter()
     masks = selector.masks(sorted(set(grid), reverse=True))
     pts = []
     for i, k in enumerate(sorted(masks, reverse=True)):
         if progress is not None:
             progress(i, len(masks))
-        acc, loss = masked_eval(model, adapter, select, masks[k])
+        if known and k in known and bool(masks[k].all()):  # every head kept: measured already
+            acc, loss = known[k]
+        else:
+            acc, loss = masked_eval(model, adapter, select, masks[k])
         pts.append(SweepPoint(k, acc, loss))
     if progress is not None:
         progress(len(masks), len(masks))
