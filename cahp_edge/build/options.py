@@ -42,7 +42,8 @@ class BuildOptions(ValidateOptions, QuantizeOptions, RecoverOptions, PruneOption
     data: str = opt(..., "Training data (calibration, selection, recovery).")
     eval: str | None = opt(None, "Evaluation data (reported accuracy).")
     select: str | None = opt(
-        None, "Knee-selection data (default: rows of --data); use rows the model was not fine-tuned on.")
+        None, "Knee-selection data (default: rows of --data); use rows the model was not fine-tuned on. "
+        "Without a label column the dense model's predictions label them.")
     targets: list[str] = Field(default_factory=list, description="Target name or .toml; repeat.")
     out: str = opt("dist", "Release folder: dist/<target>/ + <target>.tar.gz.")
     name: str | None = opt(None, "How reports name the model (default: the --model value).")

@@ -119,6 +119,7 @@ class Source:
     train: str | None
     eval: str | None
     select: str | None = None
+    select_unlabelled: bool = False  # --select rows have no labels: the dense model labels them
 
 
 def inspect_source(opts: BuildOptions) -> Source:
@@ -129,9 +130,9 @@ def inspect_source(opts: BuildOptions) -> Source:
     cfg = read_config_dict(d)
     tok = sha256_tree(d, ("tokenizer*", "vocab*", "special_tokens_map.json", "merges.txt", "*.model"))
     id2label = cfg.get("id2label") or {}
-    st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage runs
+    _, _, sel = st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage
     return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval),
-                  _input_hash(opts.select))
+                  _input_hash(opts.select), select_unlabelled=sel is not None and not sel.labelled)
 
 
 def build(opts: BuildOptions, force: bool = False, events: Events | None = None) -> BuildResult:
@@ -194,6 +195,11 @@ def build_locked(
     quant_o, valid_o = QuantizeOptions.pick(opts), ValidateOptions.pick(opts)
     data_in = {"train": src.train, "eval": src.eval, "select": src.select, "labels": src.id2label,
                **data_o.cache_key(), "eval_limit": valid_o.eval_limit}
+    user_opts = opts  # what the manifest records, whatever the stages below are handed
+    if src.select_unlabelled:
+        lab = run("label-select", {**base, **data_in}, lambda a: st.label_select(a, src.model_dir, opts,
+                  src.id2label), _label_select_line)
+        opts = opts.model_copy(update={"select": str(lab.path / "select.jsonl")})
     data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label, src.model_dir), _data_line)
     check = run("check", {**base, **data_in}, lambda a: st.check(a, src.model_dir, opts, src.id2label),
                 _check_line)
@@ -295,9 +301,11 @@ def build_locked(
                 "train_sha256": src.train,
                 "eval": opts.eval,
                 "eval_sha256": src.eval,
-                **({"select": opts.select, "select_sha256": src.select} if opts.select else {}),
+                **({"select": user_opts.select, "select_sha256": src.select,
+                    "select_labels": "dense model predictions" if src.select_unlabelled else "given"}
+                   if user_opts.select else {}),
             },
-            options=opts.model_dump(mode="json", exclude={"out"}),
+            options=user_opts.model_dump(mode="json", exclude={"out"}),
             pytorch=model if opts.keep_pytorch else None,
         )
         rel, verdict, rec = make_release(out, t, inputs, force)
@@ -341,6 +349,11 @@ def _line(name: str, rec: StageRecord, fmt) -> str:
     label = name.replace(":", " ")
     when = "cached" if rec.hit else f"{rec.seconds:.0f} s"
     return f"{label}: {body}{', ' if body else ''}{when}"
+
+
+def _label_select_line(s: dict) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
+    return f"{s['rows']} unlabelled --select rows labelled by the dense model ({counts})"
 
 
 def _data_line(s: dict) -> str:

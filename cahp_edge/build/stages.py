@@ -43,8 +43,34 @@ def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
     )
     train = align_labels(load_dataset(opts.data, "train", **cols), id2label)
     ev = align_labels(load_dataset(opts.eval, "dev", **cols), id2label) if opts.eval else None
-    sel = align_labels(load_dataset(opts.select, "train", **cols), id2label) if opts.select else None
+    # selection rows may come without labels: label_select() labels them with the dense model first
+    sel = None
+    if opts.select:
+        sel = align_labels(load_dataset(opts.select, "train", **cols, labels=False), id2label)
     return train, ev, sel
+
+
+def label_select(art: Path, model_dir: Path, opts, id2label: dict) -> dict:
+    """Unlabelled --select rows, labelled with the dense model's predictions, as select.jsonl (the columns
+    the build reads, so downstream stages load it like any labelled file)."""
+    from cahp_edge.data import check_task, load_dataset
+    from cahp_edge.model.evaluate import pseudo_label
+    from cahp_edge.model.load import load_model
+
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
+    cols = dict(text_column=opts.text_column, text_pair_column=opts.text_pair_column, label_column=None)
+    raw = load_dataset(opts.select, "train", **cols, labels=False)
+    check_task(raw, lm.model.config)
+    ds = pseudo_label(lm.model, lm.tokenizer, raw, opts.max_length, opts.batch_size)
+    keys = (opts.text_column or "text", opts.text_pair_column or "text_pair", opts.label_column or "label")
+    art.mkdir()
+    with open(art / "select.jsonl", "w", encoding="utf-8") as f:
+        for i, (text, label) in enumerate(zip(ds.texts, ds.labels, strict=True)):
+            row = {keys[2]: ds.label_names[label], keys[0]: text}
+            if ds.pairs is not None:
+                row[keys[1]] = ds.pairs[i]
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"rows": len(ds), "labels": ds.label_counts()}
 
 
 def splits(opts, id2label: dict):

@@ -28,12 +28,16 @@ def _load(model: str, data: str, data_opts: DataOptions, trust_pickle: bool):
     return lm, _for_model(data, lm, data_opts)
 
 
-def _for_model(spec: str, lm, o: DataOptions):
-    """A dataset checked against the model's task (single/pair) with labels aligned to its ids."""
+def _for_model(spec: str, lm, o: DataOptions, unlabelled_ok: bool = False):
+    """A dataset checked against the model's task (single/pair) with labels aligned to its ids;
+    with ``unlabelled_ok``, rows without labels are labelled with the model's predictions."""
     from cahp_edge.data import align_labels, check_task, load_dataset
+    from cahp_edge.model.evaluate import pseudo_label
 
-    ds = load_dataset(spec, **o.columns())
+    ds = load_dataset(spec, **o.columns(), labels=not unlabelled_ok)
     check_task(ds, lm.model.config)
+    if not ds.labelled:
+        return pseudo_label(lm.model, lm.tokenizer, ds, o.max_length, o.batch_size)
     return align_labels(ds, lm.model.config.id2label)
 
 
@@ -46,7 +50,7 @@ def _selection_data(lm, ds, o: DataOptions, select: str | None = None):
     from cahp_edge.prune.sweep import SelectionData
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    held = _for_model(select, lm, o) if select is not None else None
+    held = _for_model(select, lm, o, unlabelled_ok=True) if select is not None else None
     sp = make_splits(ds, ds, calib_size=o.calib_size, select_size=o.select_size, seed=o.seed,
                      select_ds=held)  # eval unused here
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
@@ -69,7 +73,8 @@ def prune(
     opts: PruneOptions,
     select: Annotated[
         str | None,
-        typer.Option(help="Knee-selection data (default: rows of --data), not what the model was tuned on."),
+        typer.Option(help="Knee-selection data (default: rows of --data), not what the model was tuned on; "
+                          "without labels, the dense model's predictions label it."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     as_json: Json = False,

@@ -40,6 +40,11 @@ class TextDataset:
         return len(self.texts)
 
     @property
+    def labelled(self) -> bool:
+        """False for rows read without labels (labels are all -1 then; see load_dataset(labels=False))."""
+        return bool(self.label_names)
+
+    @property
     def is_pair(self) -> bool:
         return self.pairs is not None
 

@@ -155,6 +155,7 @@ def _from_columns(
     label_column,
     label_names,
     row_where=None,
+    labels_required: bool = True,
 ) -> TextDataset:
     columns = list(cols)
     pair_col = text_pair_column
@@ -166,7 +167,10 @@ def _from_columns(
     tcol = _pick(columns, text_column, TEXT_DEFAULTS, "text", "--text-column", path)
     if pair_col is not None:
         pair_col = _pick(columns, pair_col, (), "text-pair", "--text-pair-column", path)
-    lcol = _pick(columns, label_column, LABEL_DEFAULTS, "label", "--label-column", path)
+    if not labels_required and label_column is None and not any(c in cols for c in LABEL_DEFAULTS):
+        lcol = None  # unlabelled rows (e.g. --select): the caller labels them with the model
+    else:
+        lcol = _pick(columns, label_column, LABEL_DEFAULTS, "label", "--label-column", path)
     where = row_where or (lambda i: f"{path} row {i + 1}")
     texts = [_text_str(v, f"{where(i)} column {tcol!r}") for i, v in enumerate(cols[tcol])]
     pairs = None
@@ -183,6 +187,10 @@ def _from_columns(
                 "fill in the second text or drop those rows",
             )
         pairs = [_text_str(v, f"{where(i)} column {pair_col!r}") for i, v in enumerate(cols[pair_col])]
+    if lcol is None:
+        if not texts:
+            raise DataError(f"dataset {path} has no rows", "", "pass a file with rows")
+        return TextDataset(texts, pairs, [-1] * len(texts), [], str(path), split)
     raw = [_label_str(v, f"{where(i)} column {lcol!r}") for i, v in enumerate(cols[lcol])]
     return _finish(texts, pairs, raw, label_names, str(path), split, path)
 

@@ -52,11 +52,14 @@ def load_dataset(
     text_pair_column: str | None = None,
     label_column: str | None = None,
     label_names: list[str] | None = None,
+    labels: bool = True,
 ) -> TextDataset:
     """Read a labelled dataset from a file, a folder (``split`` picks the file) or a hub name.
 
     ``label_names``: when the raw labels are integer ids 0..n-1 they are renamed in this order;
     otherwise it fixes the label order and every raw label must be one of them.
+    ``labels=False``: a table without a label column is read as unlabelled rows (``ds.labelled`` is
+    False, labels are -1) instead of being refused.
     """
 
     kw = dict(
@@ -65,6 +68,8 @@ def load_dataset(
         label_column=label_column,
         label_names=label_names,
     )
+    if not labels:
+        kw["labels_required"] = False
     path = Path(spec).expanduser()
     if not path.exists():
         if (
@@ -115,7 +120,10 @@ def _norm(s: str) -> str:
 
 
 def align_labels(ds: TextDataset, id2label: dict) -> TextDataset:
-    """Re-index ``ds`` so its labels are the model's ids (label_names become the model's, in id order)."""
+    """Re-index ``ds`` so its labels are the model's ids (label_names become the model's, in id order).
+    Unlabelled rows are returned as they are."""
+    if not ds.labelled:
+        return ds
     model = {int(k): str(v) for k, v in (id2label or {}).items()}
     n = len(model)
     if n == 0 or sorted(model) != list(range(n)):

@@ -79,3 +79,21 @@ def evaluate_accuracy(
     for b in batches:
         labels[b["index"]] = b["labels"]
     return float((logits.argmax(-1) == labels).float().mean())
+
+
+def pseudo_label(
+    model, tokenizer, ds: TextDataset, max_length: int = 128, batch_size: int = 64
+) -> TextDataset:
+    """Unlabelled rows labelled with the model's own predictions (names in id order).
+
+    For knee selection from held-out text without labels: the selection accuracy then measures how
+    often the pruned model agrees with the dense one, which is what pruning must preserve.
+    """
+    from cahp_edge.data.dataset import TextDataset
+
+    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    # encode() needs a label per row; the -1 placeholders are never read, only the logits are
+    logits = predict_logits(model, encode(tokenizer, ds, max_length=max_length, batch_size=batch_size))
+    preds = logits.argmax(-1).tolist()  # (N,) model ids
+    return TextDataset(list(ds.texts), None if ds.pairs is None else list(ds.pairs), preds, names,
+                       ds.source, ds.split)

@@ -79,3 +79,39 @@ def test_select_file_feeds_the_knee_and_the_cache_key(pair_release, tmp_path):
     assert not res.stages["prune"].hit  # a new selection file: selected again, not served from the cache
     shared = json.loads((root / "dist" / "host" / "manifest.json").read_text())["data"]
     assert "select" not in shared
+
+
+def test_unlabelled_select_file_is_labelled_by_the_dense_model(pair_release, tmp_path):
+    """`--select` rows without a label column: the dense model's predictions become their labels, so the
+    knee measures agreement with the dense model; the manifest says so."""
+    import torch
+
+    from cahp_edge.data import load_dataset
+    from cahp_edge.model.evaluate import pseudo_label
+    from cahp_edge.model.load import load_model
+
+    root, _ = pair_release
+    make_pair_data(tmp_path / "held", n_train=20, n_dev=4)
+    rows = load_dataset(str(tmp_path / "held" / "train.tsv"))
+    unl = tmp_path / "unlabelled.jsonl"
+    unl.write_text("".join(json.dumps({"text": t, "text_pair": p}) + "\n"
+                           for t, p in zip(rows.texts, rows.pairs, strict=True)))
+    base = {"model": str(root / "ck"), "data": str(root / "data" / "train.tsv"),
+            "eval": str(root / "data" / "dev.tsv"), "targets": ["host"], "out": str(tmp_path / "dist"),
+            "select": str(unl)}
+    res = build(make_options(base, root / "build.toml"))
+    lab = res.stages["label-select"]
+    labelled = [json.loads(line) for line in (lab.path / "select.jsonl").read_text().splitlines()]
+    lm = load_model(root / "ck")
+    torch.manual_seed(0)
+    want = pseudo_label(lm.model, lm.tokenizer, load_dataset(str(unl), labels=False))
+    assert [r["label"] for r in labelled] == [want.label_names[y] for y in want.labels]
+    assert [(r["text"], r["text_pair"]) for r in labelled] == list(zip(rows.texts, rows.pairs, strict=True))
+    data = json.loads((tmp_path / "dist" / "host" / "manifest.json").read_text())["data"]
+    assert data["select"] == "unlabelled.jsonl" and data["select_labels"] == "dense model predictions"
+    assert data["select_sha256"] == sha256_file(unl)
+    plan = json.loads((tmp_path / "dist" / "host" / "cahp_heads.json").read_text())
+    assert plan["data"]["select"].startswith("16 stratified rows of label-select-")
+    # a labelled --select file is used as given: no labelling stage
+    res2 = build(make_options({**base, "select": str(tmp_path / "held" / "train.tsv")}, root / "build.toml"))
+    assert "label-select" not in res2.stages

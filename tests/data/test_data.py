@@ -307,3 +307,34 @@ def test_selection_rows_from_a_separate_dataset():
     assert sorted(sp.select.labels) == [0, 0, 1, 1]  # stratified
     assert "held.tsv" in sp.sources["select"] and "train.tsv" in sp.sources["calib"]
     assert len(sp.eval) == 14  # the rest of train: the held-out rows are not the evaluation split
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl", "parquet"])
+def test_unlabelled_rows_only_when_asked(tmp_path, fmt):
+    """labels=False reads a table without a label column as unlabelled rows (for --select); the default
+    still refuses it with the usual one-line error. A label column present is read as labels either way."""
+    import json
+
+    from cahp_edge.data import align_labels, load_dataset
+    from cahp_edge.errors import DataError
+
+    rows = [{"sentence1": f"first {i}", "sentence2": f"second {i}"} for i in range(5)]
+    p = tmp_path / f"rows.{fmt}"
+    if fmt == "jsonl":
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), p)
+    else:
+        sep = "\t" if fmt == "tsv" else ","
+        body = "".join(f"{r['sentence1']}{sep}{r['sentence2']}\n" for r in rows)
+        p.write_text(f"sentence1{sep}sentence2\n" + body)
+    with pytest.raises(DataError, match="no label column"):
+        load_dataset(str(p))
+    ds = load_dataset(str(p), labels=False)
+    assert not ds.labelled and ds.labels == [-1] * 5 and ds.label_names == []
+    assert ds.texts == [r["sentence1"] for r in rows] and ds.pairs == [r["sentence2"] for r in rows]
+    assert align_labels(ds, {0: "neg", 1: "pos"}) is ds  # nothing to align
+    assert load_dataset(str(p), labels=False).subset([4, 0]).texts == ["first 4", "first 0"]
