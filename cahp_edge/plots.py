@@ -152,6 +152,11 @@ def compare_figure(rows: list[dict], dense: float | None = None, key: str = "eva
     return fig
 
 
+def _acc_labels(acc: list[float]) -> list[str]:
+    """Each bar's accuracy, and after the first (dense) its change in points."""
+    return [f"{a:.3f}" if i == 0 else f"{a:.3f}\n({100 * (a - acc[0]):+.1f} pt)" for i, a in enumerate(acc)]
+
+
 def bars_figure(metrics: dict[str, dict], labels: dict[str, str], colors: dict[str, str]):
     """Accuracy and latency (p50 bars, p90 ticks) of the dense, pruned and shipped models."""
     names = [n for n in ("dense", "pruned", "shipped") if n in metrics]
@@ -165,9 +170,12 @@ def bars_figure(metrics: dict[str, dict], labels: dict[str, str], colors: dict[s
     names_shown = [labels[n].replace(" (shipped)", "\n(shipped)") for n in names]
     shades = [colors[n] for n in names]
     bars = a1.bar(names_shown, acc, color=shades)
-    a1.bar_label(bars, fmt="%.3f", fontsize=8)
-    a1.set_ylim(0, max(1e-6, max(acc)) * 1.18)
-    a1.set_title("Accuracy (evaluation split)")
+    a1.bar_label(bars, labels=_acc_labels(acc), fontsize=8)
+    # a zoomed axis: on 0..1 a drop of one point is invisible, and that is the difference that matters
+    lo, hi = min(acc), max(acc)
+    pad = max(0.01, (hi - lo) * 0.8)
+    a1.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) + pad * 0.6)
+    a1.set_title("Accuracy (evaluation split; axis zoomed)")
     bars = a2.bar(names_shown, lat, color=shades, label="p50")
     a2.scatter(names_shown, p90, color="#333333", marker="_", s=400, label="p90", zorder=3)
     a2.bar_label(bars, fmt="%.2f", fontsize=8)

@@ -87,3 +87,17 @@ def test_html_and_card_show_verdicts_and_numbers():
     assert "disabled_optimizers=['SkipLayerNormFusion'])" in card
     assert '''tok.encode("It's a premise.", 'A hypothesis.')''' in card and "max_length=64" in card
 
+
+
+def test_accuracy_bars_show_a_point_of_difference():
+    """A one-point drop must be visible: the accuracy axis is zoomed around the values and each bar
+    after the dense one is labelled with its change in points."""
+    from cahp_edge import plots
+
+    metrics = {"dense": {"accuracy": 0.871}, "pruned": {"accuracy": 0.866}, "shipped": {"accuracy": 0.861}}
+    fig = plots.bars_figure(metrics, report.LABELS, report.COLORS)
+    acc_ax = fig.axes[0]
+    lo, hi = acc_ax.get_ylim()
+    assert lo > 0.8 and hi < 0.95 and (0.871 - 0.861) / (hi - lo) > 0.15  # a point is >= 15% of the axis
+    texts = [t.get_text() for t in acc_ax.texts]
+    assert texts == ["0.871", "0.866\n(-0.5 pt)", "0.861\n(-1.0 pt)"]
