@@ -67,11 +67,28 @@ def command():
 def _words(p) -> None:
     if getattr(p, "is_flag", False):
         p.metavar = ""
+    elif (getattr(p, "min", None) is not None or getattr(p, "max", None) is not None) and p.metavar is None:
+        # "<int range> [x>=1]" reads as code: show the type, and the range in words in the help text
+        kind = getattr(getattr(p, "type_descriptor", None), "annotation", None)
+        p.metavar = "<int>" if kind is int else "<float>"
+        p._get_number_range_help_str = lambda: None
+        bound = _bound_text(p)
+        if bound and p.help and bound not in p.help:
+            p.help = f"{p.help.rstrip('.')} ({bound})."
     elif p.param_type_name == "argument":
         if p.metavar is None:
             p.metavar = p.name.upper()
         # the usage line says MODEL (and [MODEL] when optional), not typer's {MODEL}
         p.get_usage_pieces = lambda ctx, p=p: [_usage_piece(p)]
+
+
+def _bound_text(t) -> str:
+    lo, hi = t.min, t.max
+    lo_op = ">" if getattr(t, "min_open", False) else ">="
+    hi_op = "<" if getattr(t, "max_open", False) else "<="
+    if lo is not None and hi is not None:
+        return f"{lo_op} {lo}, {hi_op} {hi}"
+    return f"{lo_op} {lo}" if lo is not None else (f"{hi_op} {hi}" if hi is not None else "")
 
 
 def _usage_piece(p) -> str:

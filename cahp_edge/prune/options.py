@@ -78,7 +78,7 @@ class PruneOptions(CahpOptions):
     method: MethodName = opt("cahp", "Selection method.")
     degree: int = opt(3, "Polynomial degree of the knee fit.", ge=1, le=10)
     max_drop: float | None = opt(
-        None, "Max selection-accuracy drop at the knee, in accuracy points (0..100).", ge=0.0, le=100.0)
+        None, "Max selection-accuracy drop at the knee, in accuracy points.", ge=0.0, le=100.0)
     heads: int | None = opt(None, "Keep exactly N heads (skips the knee).", ge=1)
     keep_ratio: float | None = opt(None, "Keep this fraction of heads (skips the knee).", gt=0.0, le=1.0)
     floor: int | None = opt(None, "Smallest head count the knee sweep tries (default: heads // 16).", ge=1)

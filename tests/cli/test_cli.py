@@ -354,6 +354,7 @@ def test_help_reads_as_words_for_every_command():
         r = CliRunner().invoke(group, [*path, "--help"], env={"COLUMNS": "100", "TERM": "dumb"})
         assert r.exit_code == 0, r.output
         assert "<bool>" not in r.output and "<list[" not in r.output, (path, r.output)
+        assert " range>" not in r.output and "[x>=" not in r.output, (path, r.output)  # ranges in words
         assert not re.search(r"\{[A-Za-z_]+\}", r.output), (path, r.output)  # MODEL, not {model} / {MODEL}
         seen += 1
     assert seen >= 18  # the root, 15 commands, the targets group and its 2 commands
