@@ -1,4 +1,6 @@
 """python bench/build.py [--model /work/minilm-sst5] [--target host] [--out /tmp/bench-build] [--json FILE]
+python bench/build.py --model /work/rte-ft --data finetune.jsonl --select holdout.jsonl \
+    --eval ../shared/data/rte/validation.parquet            # RTE (sentence pairs), held-out selection rows
 
 Wall time of every `cahp-edge build` stage for a fine-tuned MiniLM on SST-5 (train for calibration,
 selection and recovery; dev for evaluation), and peak memory: the build process's RSS sampled every
@@ -50,6 +52,8 @@ def main() -> int:
     ap.add_argument("--model", default="/work/minilm-sst5")
     ap.add_argument("--data", default=str(SST5 / "train.txt"))
     ap.add_argument("--eval", default=str(SST5 / "dev.txt"))
+    ap.add_argument("--select", default=None, help="held-out knee-selection rows (labelled or not)")
+    ap.add_argument("--allow-weak-model", action="store_true")
     ap.add_argument("--target", action="append", default=None)
     ap.add_argument("--out", default="/tmp/bench-build")
     ap.add_argument("--calib-size", type=int, default=512)
@@ -76,7 +80,8 @@ def main() -> int:
     opts = make_options({"model": a.model, "data": a.data, "eval": a.eval, "targets": a.target or ["host"],
                          "out": a.out, "calib_size": a.calib_size, "select_size": a.select_size,
                          "recover_epochs": a.recover_epochs, "eval_limit": a.eval_limit,
-                         "grid_points": a.grid_points,
+                         "grid_points": a.grid_points, "select": a.select,
+                         "allow_weak_model": a.allow_weak_model,
                          "benchmark": {"runs": a.runs}})
     t0 = time.perf_counter()
     res = build(opts, force=True, events=Record())
