@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cahp_edge.build import demo
-from cahp_edge.release import package
+from cahp_edge.release import package, runner
 from tests.helpers.build_tiny import make_checkpoint, make_data
 
 pytestmark = pytest.mark.slow  # end-to-end builds of a tiny model (seconds each)
@@ -37,7 +37,8 @@ def test_demo_finetunes_then_builds_and_resumes(tmp_path, monkeypatch):
     res = demo.demo(out, targets=["x86-64-avx2"], overrides=quick)
     assert list(res.stages)[:2] == ["finetune", "data"] and not res.stages["finetune"].hit
     rel = res.releases["x86-64-avx2"]
-    assert package.verify(rel.tarball, smoke=False).files_checked == 11
+    # 11 model/report files + the device runner package and run.py
+    assert package.verify(rel.tarball, smoke=False).files_checked == 11 + len(runner.device_files())
     man = json.loads((rel.dir / "manifest.json").read_text())
     assert man["source"]["name"].startswith("all-MiniLM-L6-v2 fine-tuned")
     assert "finetune" in man["stages"]

@@ -76,7 +76,7 @@ def test_two_releases_verify_with_smoke_inference(built):
     assert "prune" in res.stages and "package:rpi5-arm64" in res.stages
     for t in TARGETS:
         d, tar = root / "dist" / t, root / "dist" / f"{t}.tar.gz"
-        names = {p.name for p in d.iterdir()}
+        names = {p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()}
         assert {
             "model.onnx",
             "tokenizer.json",
@@ -89,6 +89,8 @@ def test_two_releases_verify_with_smoke_inference(built):
             "SHA256SUMS",
             "eval.jsonl",
             "target.json",
+            "run.py",
+            "cahp_edge_runtime/__main__.py",
         } <= names
         r = package.verify(tar, smoke=True)
         assert r.target == t and r.files_checked == len(names) - 1
