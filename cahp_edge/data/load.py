@@ -152,6 +152,10 @@ def align_labels(ds: TextDataset, id2label: dict) -> TextDataset:
             by_name.setdefault(v, i)
             by_name.setdefault(_norm(v), i)
         mapping = [by_name.get(s, by_name.get(_norm(s))) for s in ds.label_names]
+        ints = [_norm(s) for s in ds.label_names]
+        if all(m is None for m in mapping) and all(re.fullmatch(r"\d+", s) and int(s) < n for s in ints):
+            # no label matches by name and all are ids 0..n-1: ids, as the device runner reads eval.jsonl
+            mapping = [int(s) for s in ints]
         missing = [s for s, m in zip(ds.label_names, mapping, strict=True) if m is None]
         if missing:
             raise DataError(

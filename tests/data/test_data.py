@@ -180,6 +180,18 @@ def test_align_generic_labels():
     assert "cannot map 2 dataset labels" in err(align_labels, ds_of([0, 1], ["a", "b"]), gen)
 
 
+def test_align_integer_ids_onto_named_labels():
+    """eval.jsonl may hold label ids (the device runner reads them): ids 0..n-1 that match no label name
+    are ids; a name match still wins (SST-5's "1".."5" stars), and an out-of-range id is refused."""
+    named = {0: "negative", 1: "positive"}
+    assert align_labels(ds_of([0, 1, 1], ["0", "1"]), named).labels == [0, 1, 1]
+    assert align_labels(ds_of([0, 1], ["1", "0"]), named).labels == [1, 0]
+    stars = {i: str(i + 1) for i in range(5)}  # labels named "1".."5": "1" is the name of id 0
+    assert align_labels(ds_of([0, 1], ["1", "2"]), stars).labels == [0, 1]
+    assert "labels ['0', '2']" in err(align_labels, ds_of([0, 1], ["0", "2"]), named)  # 2 is no id
+    assert "['1']" in err(align_labels, ds_of([0, 1], ["negative", "1"]), named)  # mixed: not ids
+
+
 def test_align_mismatch_lists_both_sets():
     msg = err(align_labels, ds_of([0, 1], ["neg", "meh"]), {0: "neg", 1: "pos"})
     assert (
