@@ -86,6 +86,7 @@ def model_metrics(r: dict) -> dict[str, Any]:
     return {
         "accuracy": acc,
         "eval_examples": (prof.get("accuracy") or {}).get("n"),
+        "eval_batching": (prof.get("accuracy") or {}).get("batching"),  # int8 logits depend on it
         "latency_ms": {k: lat.get(f"{k}_ms") for k in ("p50", "p90", "p99", "cold_start")} if lat else None,
         "throughput_per_s": lat.get("throughput_per_s"),
         "size_mb": model.get("size_mb"),

@@ -128,6 +128,7 @@ def model_card(ctx: ReportContext) -> str:
         "",
         _md_table(METRIC_HEAD, _metric_rows(ctx.metrics)),
         "",
+        *_measured_lines(ctx),
         f"## Budgets: {ctx.verdict.get('status', '?')}",
         "",
         _md_table(["budget", "value", "limit", "verdict", "why"], _budget_rows(ctx.verdict)),
@@ -140,6 +141,24 @@ def model_card(ctx: ReportContext) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _measured_lines(ctx: ReportContext) -> list[str]:
+    """Where and how the table above was measured (latency of an ARM target on an x86 host says so)."""
+    host = (ctx.manifest.get("build_host") or {})
+    shipped = ctx.metrics.get("shipped") or {}
+    out = []
+    if host:
+        where = f"Measured on the build host ({host.get('machine')}, {host.get('cpu')})"
+        from cahp_edge.targets.profile import ARCH_ALIASES
+
+        same = ARCH_ALIASES.get(str(host.get("machine")).lower()) == ctx.target.arch
+        out.append(where + ("." if same else f", not on a {ctx.target.name} device: its latency is not the "
+                                            "device's; measure there with the runner below."))
+    if shipped.get("eval_batching"):
+        out.append(f"Accuracy on {shipped.get('eval_examples')} examples in {shipped['eval_batching']} "
+                   "(the runner's and run.py's default; int8 logits change slightly with batching).")
+    return [" ".join(out), ""] if out else []
 
 
 def _running_lines(t, example: dict, seq_len: int) -> list[str]:

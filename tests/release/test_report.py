@@ -101,3 +101,21 @@ def test_accuracy_bars_show_a_point_of_difference():
     assert lo > 0.8 and hi < 0.95 and (0.871 - 0.861) / (hi - lo) > 0.15  # a point is >= 15% of the axis
     texts = [t.get_text() for t in acc_ax.texts]
     assert texts == ["0.871", "0.866\n(-0.5 pt)", "0.861\n(-1.0 pt)"]
+
+
+def test_card_says_where_and_how_the_numbers_were_measured():
+    import dataclasses
+
+    ctx = _ctx()
+    batching = "length-sorted batches of 16, each padded to its longest row"
+    shipped = {**METRICS["shipped"], "eval_batching": batching, "eval_examples": 120}
+    x86_host = {"machine": "x86_64", "cpu": "AMD EPYC"}
+    arm = dataclasses.replace(ctx, metrics={**METRICS, "shipped": shipped},
+                              manifest={**ctx.manifest, "build_host": x86_host})
+    card = " ".join(report.model_card(arm).split())
+    assert ("Measured on the build host (x86_64, AMD EPYC), not on a rpi5-arm64 device: its latency is not "
+            "the device's") in card
+    assert "Accuracy on 120 examples in length-sorted batches of 16, each padded to its longest row" in card
+    x86 = dataclasses.replace(arm, target=load_target("x86-64-avx2"))
+    card = " ".join(report.model_card(x86).split())
+    assert "Measured on the build host (x86_64, AMD EPYC)." in card and "not on a" not in card
