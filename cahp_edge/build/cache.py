@@ -44,10 +44,37 @@ def stage_key(stage: str, inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
+# the standard cache-directory tag (bford.info/cachedir): backup tools skip the folder, and it is
+# this tool's proof that it made .cahp-cache (only then does it clean or prune inside it)
+TAG = "CACHEDIR.TAG"
+TAG_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# cahp-edge build cache: safe to delete\n"
+SCRATCH = "tmp"  # temporaries of every kind (stage entries, releases, archives) live here only
+
+
 class BuildCache:
     def __init__(self, out: Path) -> None:
         self.root = Path(out) / CACHE_DIR
+        self.scratch = self.root / SCRATCH
         self.used: set[Path] = set()
+
+    def claim(self) -> None:
+        """Create the cache folder with its tag, or check that an existing one is ours."""
+        tag = self.root / TAG
+        if self.root.is_symlink() or (self.root.exists() and not self.root.is_dir()):
+            raise OutputError(f"{self.root} exists and is not a cahp-edge cache folder", "",
+                              "move it away or choose another --out")
+        if self.root.is_dir() and not tag.is_file():
+            foreign = [p.name for p in self.root.iterdir() if not _looks_like_entry(p)]
+            if foreign:
+                raise OutputError(f"{self.root} was not created by cahp-edge",
+                                  f"it holds {', '.join(sorted(foreign)[:4])}; a build cleans inside it",
+                                  "move that folder away or choose another --out")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not tag.is_file():
+                tag.write_text(TAG_TEXT, encoding="utf-8")
+        except OSError as e:
+            raise _disk_error(self.root, e) from e
 
     def entry(self, stage: str, key: str) -> Path:
         return self.root / f"{stage}-{key}"
@@ -110,12 +137,21 @@ class BuildCache:
         return StageRecord(stage, key, final / ARTIFACT, tree, summary, seconds, False, dict(inputs))
 
     def clean_partials(self) -> int:
-        """Remove temporary folders left by interrupted stages (call only while holding the lock)."""
+        """Remove what interrupted stages left in the cache's own folders (call only under the lock);
+        nothing outside .cahp-cache is ever swept."""
         n = 0
-        if self.root.is_dir():
+        if self.root.is_dir() and (self.root / TAG).is_file():
             for p in self.root.iterdir():
                 if p.name.startswith(".") and (p.name.endswith(".partial") or ".old-" in p.name):
                     shutil.rmtree(p, ignore_errors=True)
+                    n += 1
+            if self.scratch.is_dir():
+                for p in self.scratch.iterdir():
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            p.unlink()
                     n += 1
         return n
 
@@ -124,7 +160,7 @@ class BuildCache:
         removed = []
         if self.root.is_dir():
             for p in self.root.iterdir():
-                if p.is_dir() and not p.name.startswith(".") and p not in self.used:
+                if p.is_dir() and not p.name.startswith(".") and p != self.scratch and p not in self.used:
                     shutil.rmtree(p, ignore_errors=True)
                     removed.append(p.name)
         return sorted(removed)
@@ -134,6 +170,12 @@ def _tree(path: Path) -> str:
     if path.is_file():
         return sha256_tree(path.parent, (path.name,))
     return sha256_tree(path)
+
+
+def _looks_like_entry(p: Path) -> bool:
+    """A cache entry or temporary an older cahp-edge wrote (before the tag): adopted, not refused."""
+    return (p.is_dir() and (p / RECORD).is_file()) or p.name == SCRATCH or (
+        p.name.startswith(".") and (p.name.endswith(".partial") or ".old-" in p.name))
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ Nothing here prints: the caller passes :class:`Events` and renders them.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from cahp_edge.build.options import BuildOptions
 from cahp_edge.data.options import DataOptions
 from cahp_edge.deploy.options import QuantizeOptions
 from cahp_edge.errors import ModelError, UsageError
+from cahp_edge.fsutil import check_not_input
 from cahp_edge.lineage import StageRecord
 from cahp_edge.plan import PLAN_FILE
 from cahp_edge.prune.options import PruneOptions
@@ -139,8 +139,10 @@ def build(opts: BuildOptions, force: bool = False, events: Events | None = None)
     """Run every stage for every target; resume from the cache; write dist/<target>/ + .tar.gz."""
     t0 = time.perf_counter()
     targets = resolve_targets(opts.targets)
-    src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
     out = Path(opts.out)
+    # never write where an input lives (model, data files) or over a root / home folder
+    check_not_input(out, [opts.model, opts.data, opts.eval, opts.select])
+    src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
     with build_workspace(out) as cache:
         res = build_locked(opts, targets, cache, force, events or Events(), src=src)
         cache.prune_unused()
@@ -157,13 +159,12 @@ def build_workspace(out: Path) -> Iterator[BuildCache]:
     """
     with build_lock(out):
         cache = BuildCache(out)
+        cache.claim()  # a .cahp-cache cahp-edge did not make is refused, never emptied
         cache.clean_partials()
-        _clean_release_partials(out)
         try:
             yield cache
         except BaseException:
             cache.clean_partials()
-            _clean_release_partials(out)
             raise
 
 
@@ -308,7 +309,7 @@ def build_locked(
             options=user_opts.model_dump(mode="json", exclude={"out"}),
             pytorch=model if opts.keep_pytorch else None,
         )
-        rel, verdict, rec = make_release(out, t, inputs, force)
+        rel, verdict, rec = make_release(out, t, inputs, force, scratch=cache.scratch)
         res.releases[t.name], res.verdicts[t.name] = rel, verdict
         res.stages[f"package:{t.name}"] = rec
         ev.stage(rec, _line(f"package:{t.name}", rec, _package_line))
@@ -327,17 +328,6 @@ def target_stages(stages: dict[str, StageRecord], target: str) -> dict[str, Stag
         return not tag or tag.isdigit() or tag == target
 
     return {n: r for n, r in stages.items() if mine(n) and not n.startswith("package")}
-
-
-def _clean_release_partials(out: Path) -> None:
-    """Temporaries a killed build left beside the releases (called under the lock)."""
-    for p in out.glob(".*"):
-        if p.name.endswith((".partial", ".tar.gz.partial")) or ".old-" in p.name:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    p.unlink()
 
 
 # ---- one-line summaries (the CLI prints them on stderr) -----------------------------------------

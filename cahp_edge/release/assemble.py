@@ -187,7 +187,8 @@ def _pytorch_files(rec: StageRecord | None) -> dict[str, Path]:
     return {f"pytorch/{p.relative_to(rec.path).as_posix()}": p for p in files}
 
 
-def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple[Any, dict, StageRecord]:
+def make_release(out: Path, target, inputs: ReleaseInputs, force: bool, scratch: Path | None = None
+                 ) -> tuple[Any, dict, StageRecord]:
     import time
 
     from cahp_edge.release import package, report, runner
@@ -198,7 +199,8 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
     validated = json.loads((inputs.validated.path / "validate.json").read_text(encoding="utf-8"))
     metrics = {name: model_metrics(r) for name, r in validated.items()}
     verdict = budget_verdict(validated)
-    if not force and tarball.is_file() and _same_release(dist_dir, rkey):
+    if not force and tarball.is_file() and _same_release(dist_dir, rkey) and package.tarball_matches(
+            dist_dir, tarball, target.name):
         rel = package.Release(target.name, dist_dir, tarball, package.read_sums(dist_dir))
         summary = {
             "dir": str(dist_dir),
@@ -259,7 +261,7 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool) -> tuple
                   if name.endswith(HF_JSON) and isinstance(src, Path)})  # config.json's _name_or_path
     files.update({name: portable_json(src) for name, src in files.items()
                   if name == "pytorch/cahp_heads.json" and isinstance(src, Path)})
-    rel = package.write_release(Path(out), target.name, files, manifest)
+    rel = package.write_release(Path(out), target.name, files, manifest, scratch=scratch)
     summary = {
         "dir": str(rel.dir),
         "tarball": str(rel.tarball),

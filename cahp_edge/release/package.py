@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -73,7 +74,7 @@ def _check_relpath(rel: str) -> str:
 
 
 def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | str],
-                  manifest: Mapping[str, Any]) -> Release:
+                  manifest: Mapping[str, Any], scratch: Path | None = None) -> Release:
     """Write ``dist/<target>/`` and ``dist/<target>.tar.gz`` atomically; replace an older release.
 
     ``files`` maps a relative path in the release to a source file, bytes or text. The manifest is
@@ -81,10 +82,14 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
     """
     dist = Path(dist)
     final_dir, final_tar = dist / target, dist / f"{target}.tar.gz"
+    if final_dir.parent != dist or final_tar.parent != dist:
+        raise PackageError(f"release name {target!r} does not name a folder directly inside {dist}", "",
+                           "use a target name made of letters, digits, '.', '_' and '-'")
+    check_replaceable(dist, target)
     tar_tmp: Path | None = None
     sums: dict[str, str] = {}
     try:
-        with atomic_dir(final_dir, overwrite=True) as tmp:
+        with atomic_dir(final_dir, overwrite=True, mark=False, scratch=scratch) as tmp:
             table = {}
             for rel in sorted(files):
                 name = _check_relpath(rel)
@@ -98,7 +103,7 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
                                         encoding="utf-8")
             sums[MANIFEST] = sha256_file(tmp / MANIFEST)
             (tmp / SUMS).write_text("".join(f"{h}  {n}\n" for n, h in sorted(sums.items())), encoding="utf-8")
-            tar_tmp = _write_tarball(tmp, target, dist)
+            tar_tmp = _write_tarball(tmp, target, Path(scratch) if scratch is not None else dist)
             mask = _umask()
             os.chmod(tmp, 0o777 & ~mask)  # mkdtemp/mkstemp make 0700/0600: give a release normal modes
             os.chmod(tar_tmp, 0o666 & ~mask)
@@ -112,6 +117,77 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
             with contextlib.suppress(OSError):
                 tar_tmp.unlink()
     return Release(target, final_dir, final_tar, sums)
+
+
+def check_replaceable(dist: Path, target: str) -> None:
+    """Refuse to replace ``dist/<target>/`` or ``dist/<target>.tar.gz`` unless each is a cahp-edge
+    release of that target holding nothing else: a user's folder or archive there is never touched."""
+    d, tar = Path(dist) / target, Path(dist) / f"{target}.tar.gz"
+    fix = "move it away or choose another --out"
+    if d.is_symlink() or (d.exists() and not d.is_dir()):
+        raise PackageError(f"{d} exists and is not a release folder", "a build would replace it", fix)
+    if d.is_dir() and any(d.iterdir()):
+        try:
+            listed = set(read_sums(d))
+            fmt = json.loads((d / MANIFEST).read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, PackageError, AttributeError):
+            listed, fmt = set(), None
+        if fmt != MANIFEST_FORMAT:
+            raise PackageError(f"{d} exists and is not a cahp-edge release", "a build would replace it", fix)
+        extra = sorted(p.relative_to(d).as_posix() for p in d.rglob("*")
+                       if (p.is_file() or p.is_symlink()) and not _bytecode(p.relative_to(d))
+                       and p.relative_to(d).as_posix() not in listed | {SUMS})
+        if extra:
+            raise PackageError(f"release folder {d} holds files the release does not list",
+                               f"{', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''}: a build would "
+                               "delete them",
+                               "move those files out of the release folder")
+    if tar.is_symlink() or (tar.exists() and not tar.is_file()):
+        raise PackageError(f"{tar} exists and is not a release archive", "a build would replace it", fix)
+    if tar.is_file() and not _tar_is_release(tar, target):
+        raise PackageError(f"{tar} exists and is not a cahp-edge release of {target}",
+                           "a build would replace it", fix)
+
+
+def tarball_matches(folder: Path, tar: Path, target: str) -> bool:
+    """The archive holds exactly the folder's release: the same SHA256SUMS, every listed file with that
+    hash, nothing else (streamed and hashed, nothing written). The two are one unit: a re-run that finds
+    a folder and an archive from different builds rebuilds instead of calling them cached."""
+    try:
+        want = read_sums(folder)
+        want_sums = (Path(folder) / SUMS).read_bytes()
+        seen: dict[str, str] = {}
+        with tarfile.open(tar, "r:gz") as tf:
+            for m in tf:
+                if m.isdir() and (m.name == target or m.name.startswith(f"{target}/")):
+                    continue
+                rel = m.name[len(target) + 1:] if m.name.startswith(f"{target}/") else None
+                if rel is None or not m.isreg():
+                    return False
+                f = tf.extractfile(m)
+                data_hash = hashlib.sha256()
+                while f is not None and (block := f.read(1 << 20)):
+                    data_hash.update(block)
+                seen[rel] = data_hash.hexdigest()
+        return seen.pop(SUMS, None) == hashlib.sha256(want_sums).hexdigest() and seen == want
+    except (tarfile.TarError, OSError, EOFError, PackageError, ValueError):
+        return False
+
+
+def _tar_is_release(path: Path, target: str) -> bool:
+    """Every member under ``target/`` and a cahp-release manifest among them (streamed, nothing written)."""
+    try:
+        with tarfile.open(path, "r:gz") as tf:
+            fmt = None
+            for m in tf:
+                if m.name != target and not m.name.startswith(f"{target}/"):
+                    return False
+                if m.name == f"{target}/{MANIFEST}" and m.isreg() and m.size < (8 << 20):
+                    f = tf.extractfile(m)
+                    fmt = json.loads(f.read().decode("utf-8")).get("format") if f else None
+            return fmt == MANIFEST_FORMAT
+    except (tarfile.TarError, OSError, EOFError, ValueError, AttributeError):
+        return False
 
 
 def _umask() -> int:

@@ -37,6 +37,11 @@ KNOWN_FEATURES = (
     "asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2",
 )
 
+# device names Windows refuses as file names (a release is copied to many systems), and endings
+# cahp-edge's own files use beside releases (<target>.tar.gz, temporaries)
+RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                  *(f"lpt{i}" for i in range(10))}
+RESERVED_SUFFIXES = (".tar.gz", ".partial", ".lock", ".tmp")
 ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 
@@ -94,7 +99,8 @@ class Recipe(_Strict):
 
 
 class Target(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    # the release folder's name: starts with a letter or digit (so never ".", ".." or a hidden name)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str
     arch: Arch
     cpu: str = Field(min_length=1)  # e.g. cortex-a72: pins QEMU's emulated core; the CPU model for host
@@ -111,6 +117,14 @@ class Target(_Strict):
     benchmark: Benchmark
     budgets: Budgets
     source: str = ""  # where the profile came from (file path); filled by load_target
+
+    @model_validator(mode="after")
+    def _release_name(self) -> Target:
+        stem = self.name.split(".")[0].lower()
+        if stem in RESERVED_NAMES or self.name.lower().endswith(RESERVED_SUFFIXES):
+            raise ValueError(f"name: {self.name!r} cannot name a release folder (reserved by the OS or "
+                             "by cahp-edge's own files); pick another")
+        return self
 
     @model_validator(mode="after")
     def _providers(self) -> Target:

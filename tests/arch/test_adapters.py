@@ -117,6 +117,8 @@ def test_macs_and_params_follow_the_formula(family):
 
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    from cahp_edge.fsutil import OWNER_MARK
+
     out = tmp_path / "out"
     with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
         (tmp / "half.bin").write_bytes(b"x")
@@ -129,7 +131,7 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
         pass
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "b.txt").write_text("again")
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [OWNER_MARK, "b.txt"]  # the marker proves it is ours
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

@@ -75,6 +75,7 @@ def test_failed_stage_leaves_no_entry(tmp_path):
 
 def test_partials_cleaned_and_unused_pruned(tmp_path):
     cache, calls = BuildCache(tmp_path), []
+    cache.claim()
     keep = cache.run("a", {"v": 1}, _writer(calls))
     old = BuildCache(tmp_path).run("a", {"v": 0}, _writer(calls))
     (tmp_path / CACHE_DIR / ".a-123.xyz.partial").mkdir()  # what a killed stage leaves
@@ -112,18 +113,26 @@ def test_unwritable_out_is_clear(tmp_path):
 
 
 def test_workspace_sweeps_temporaries_a_signal_orphaned(tmp_path):
-    # a signal between mkdtemp and the try that owns it orphans the folder; the workspace sweeps it
+    # a signal between mkdtemp and the try that owns it orphans the folder; the workspace sweeps it, but
+    # only inside its own tagged .cahp-cache: look-alike names of the user's beside the releases stay
     import tempfile
 
     from cahp_edge.build.pipeline import build_workspace
 
+    mine = {".host.abcd1234.partial": "d", ".x86.old-77": "d", ".host.q.tar.gz.partial": "f",
+            "notes.partial": "f"}
+    for name, kind in mine.items():
+        if kind == "d":
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_text("user data")
     with pytest.raises(KeyboardInterrupt), build_workspace(tmp_path) as cache:
-        cache.root.mkdir(parents=True, exist_ok=True)
         tempfile.mkdtemp(prefix=".optimize-abc.", suffix=".partial", dir=cache.root)
-        tempfile.mkdtemp(prefix=".host.", suffix=".partial", dir=tmp_path)
+        cache.scratch.mkdir(parents=True, exist_ok=True)
+        tempfile.mkdtemp(prefix=".host.", suffix=".partial", dir=cache.scratch)
         raise KeyboardInterrupt
-    left = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
-    assert left == []
+    assert [p.name for p in cache.root.rglob("*") if p.name.endswith(".partial")] == []
+    assert {p.name for p in tmp_path.iterdir()} == {*mine, ".cahp-cache"}  # the user's entries untouched
 
 
 def test_lock_file_is_removed_when_the_build_ends_and_a_stale_one_is_taken_over(tmp_path):

@@ -93,8 +93,8 @@ def test_inspect_and_reshape_on_a_tiny_checkpoint(ckpt, tmp_path, capsys):
     assert d["heads"] == [12, 5] and d["heads_per_layer"] == [2, 0, 3]
     assert d["params"] == [n_dense, n_dense - removed * head_params(32, 8)]
     assert "12 -> 5 heads" in err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["cahp_heads.json", "config.json",
-                                                         "pruned_model.safetensors"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        ".cahp-edge-output", "cahp_heads.json", "config.json", "pruned_model.safetensors"]
 
     rc, out, _ = cli(capsys, "inspect", out_dir, "--json")
     d = json.loads(out)
@@ -247,9 +247,15 @@ def test_output_exists_and_not_empty(ckpt, tmp_path, capsys):
     assert_one_line_failure(rc, err, 1, "exists and is not empty", "--overwrite")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     no_leftovers(tmp_path, {"out", "plan.json"})
-    # an empty existing folder is fine, and --overwrite replaces a full one
+    # --overwrite never replaces a folder cahp-edge did not make: the user's file stays
+    rc, _, err = cli(capsys, "reshape", "--model", ckpt, "--plan", plan, "--out", out, "--overwrite")
+    assert_one_line_failure(rc, err, 1, "was not created by cahp-edge", "move that folder's contents")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # an empty existing folder is fine, and --overwrite replaces one cahp-edge made
+    (out / "keep.txt").unlink()
+    assert cli(capsys, "reshape", "--model", ckpt, "--plan", plan, "--out", out)[0] == 0
     assert cli(capsys, "reshape", "--model", ckpt, "--plan", plan, "--out", out, "--overwrite")[0] == 0
-    assert not (out / "keep.txt").exists() and (out / "cahp_heads.json").is_file()
+    assert (out / "cahp_heads.json").is_file()
     no_leftovers(tmp_path, {"out", "plan.json"})
 
 

@@ -109,7 +109,8 @@ def test_prune_writes_plan_and_plots(tiny_dir, sst, tmp_path, run):
     )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert sorted(p.name for p in out.iterdir()) == ["curve.png", "distance.png", "heads.png", "plan.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".cahp-edge-output", "curve.png", "distance.png", "heads.png", "plan.json"]
     plan = json.loads((out / "plan.json").read_text())
     assert plan["format"] == "cahp-head-plan/1" and plan["total_kept"] == d["heads_kept"] == plan["k_star"]
     assert plan["data"]["calib"].startswith("32 stratified rows")
