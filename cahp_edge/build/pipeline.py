@@ -32,6 +32,7 @@ from cahp_edge.fsutil import check_not_input
 from cahp_edge.lineage import StageRecord
 from cahp_edge.plan import PLAN_FILE
 from cahp_edge.prune.options import PruneOptions
+from cahp_edge.release.package import check_replaceable
 from cahp_edge.targets.options import ValidateOptions
 from cahp_edge.train.options import RecoverOptions
 
@@ -142,6 +143,8 @@ def build(opts: BuildOptions, force: bool = False, events: Events | None = None)
     out = Path(opts.out)
     # never write where an input lives (model, data files) or over a root / home folder
     check_not_input(out, [opts.model, opts.data, opts.eval, opts.select])
+    for t in targets:  # a user's folder or archive where a release goes: refused before any stage runs
+        check_replaceable(out, t.name)
     src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
     with build_workspace(out) as cache:
         res = build_locked(opts, targets, cache, force, events or Events(), src=src)

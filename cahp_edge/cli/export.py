@@ -38,7 +38,7 @@ def export_cmd(
         opset = load_target(target).opset
     opset = 17 if opset is None else opset
     check_opset(opset)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[model, sentences])
     sents = _read_sentences(sentences) if sentences else None
     lm = load_model(model, trust_pickle=trust_pickle, require_tokenizer=False)
     res = export_onnx(lm, out, opset=opset, sentences=sents, overwrite=overwrite)
@@ -66,7 +66,7 @@ def optimize_cmd(
     from cahp_edge.deploy.optimize import optimize_onnx
     from cahp_edge.fsutil import check_output_dir
 
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[src])
     res = optimize_onnx(src, out, overwrite=overwrite)
     _note_opt(res, quiet)
     emit(res.to_dict(), as_json, str(out))
@@ -92,7 +92,7 @@ def quantize_cmd(
     from cahp_edge.targets.profile import load_target
 
     t = load_target(target)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[src, calib_data, select_data])
     calib = _read_data(calib_data, src) if calib_data else None
     select = _read_data(select_data, src) if select_data else None
     res = quantize(src, t, out, calib=calib, select=select, calib_size=calib_size, overwrite=overwrite)

@@ -64,7 +64,7 @@ def reshape_cmd(
     from cahp_edge.model.reshape import reshape
     from cahp_edge.plan import HeadPlan
 
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[model, plan])
     hp = HeadPlan.load(plan)
     lm = load_model(model, trust_pickle=trust_pickle, require_tokenizer=False)
     if lm.pruned:

@@ -87,7 +87,7 @@ def prune(
     from cahp_edge.prune.artifact import write_plan_dir
     from cahp_edge.prune.select import check_options, select_heads
 
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[model, data, select])
     lm, ds = _load(model, data, data_opts, trust_pickle)
     check_options(opts, sum(lm.heads_per_layer))
     sel, sources = _selection_data(lm, ds, data_opts, select)
@@ -187,7 +187,7 @@ def compare(
     bad = [m for m in meths if m not in METHODS]
     if bad or not meths:
         raise UsageError(f"unknown method(s) {bad or methods!r}", f"choose from {', '.join(METHODS)}", "")
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[model, data, eval])
     lm, ds = _load(model, data, data_opts, trust_pickle)
     ks = parse_budgets(budgets, sum(lm.heads_per_layer))
     from cahp_edge.prune.batches import from_dataset

@@ -66,7 +66,7 @@ def finetune(
 
     cfg = TrainConfig.from_options(data_opts, loop, epochs, recovering=False, cpu=cpu)
     cfg.check()
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[model, data, eval_data])
     train_ds = _load(data, "train", data_opts)
     eval_ds = _load(eval_data, "dev", data_opts)
     shown, cb = _progress(quiet or as_json, "finetune")
@@ -113,7 +113,7 @@ def recover(
 
     cfg = TrainConfig.from_options(data_opts, loop, epochs, recovering=True, cpu=cpu)
     cfg.check()
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[model, data, eval_data, teacher])
     train_ds = _load(data, "train", data_opts)
     eval_ds = _load(eval_data, "dev", data_opts)
     shown, cb = _progress(quiet or as_json, "recover")

@@ -199,8 +199,12 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool, scratch:
     validated = json.loads((inputs.validated.path / "validate.json").read_text(encoding="utf-8"))
     metrics = {name: model_metrics(r) for name, r in validated.items()}
     verdict = budget_verdict(validated)
-    if not force and tarball.is_file() and _same_release(dist_dir, rkey) and package.tarball_matches(
-            dist_dir, tarball, target.name):
+    if not force and _same_release(dist_dir, rkey):
+        # the folder is this release, checked file by file; the archive must hold exactly it, or it is
+        # rewritten from the folder (reproducible: the same bytes an uninterrupted build wrote)
+        if not (tarball.is_file() and package.tarball_matches(dist_dir, tarball, target.name)):
+            package.check_replaceable(Path(out), target.name)
+            package.write_tarball(dist_dir, target.name, scratch)
         rel = package.Release(target.name, dist_dir, tarball, package.read_sums(dist_dir))
         summary = {
             "dir": str(dist_dir),

@@ -19,6 +19,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -119,6 +120,25 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
     return Release(target, final_dir, final_tar, sums)
 
 
+def write_tarball(folder: Path, target: str, scratch: Path | None = None) -> Path:
+    """(Re)write ``<dist>/<target>.tar.gz`` from a finished release folder, atomically."""
+    folder = Path(folder)
+    final = folder.parent / f"{target}.tar.gz"
+    tmp = None
+    try:
+        tmp = _write_tarball(folder, target, Path(scratch) if scratch is not None else folder.parent)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, final)
+        tmp = None
+    except OSError as e:
+        raise _disk_error(final, e) from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return final
+
+
 def check_replaceable(dist: Path, target: str) -> None:
     """Refuse to replace ``dist/<target>/`` or ``dist/<target>.tar.gz`` unless each is a cahp-edge
     release of that target holding nothing else: a user's folder or archive there is never touched."""
@@ -175,18 +195,23 @@ def tarball_matches(folder: Path, tar: Path, target: str) -> bool:
 
 
 def _tar_is_release(path: Path, target: str) -> bool:
-    """Every member under ``target/`` and a cahp-release manifest among them (streamed, nothing written)."""
+    """Every member under ``target/`` and a cahp-release manifest among them (streamed, nothing written).
+    A damaged copy (cut short after members of ``target/``) counts as ours too: a re-run replaces it."""
+    seen = 0
     try:
         with tarfile.open(path, "r:gz") as tf:
             fmt = None
             for m in tf:
                 if m.name != target and not m.name.startswith(f"{target}/"):
                     return False
+                seen += 1
                 if m.name == f"{target}/{MANIFEST}" and m.isreg() and m.size < (8 << 20):
                     f = tf.extractfile(m)
                     fmt = json.loads(f.read().decode("utf-8")).get("format") if f else None
             return fmt == MANIFEST_FORMAT
-    except (tarfile.TarError, OSError, EOFError, ValueError, AttributeError):
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        return seen > 0
+    except (ValueError, AttributeError):
         return False
 
 
@@ -219,6 +244,8 @@ def _write_tarball(src_dir: Path, arc_root: str, dist: Path) -> Path:
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
             tf.addfile(_tarinfo(arc_root, dir_=True))
             for p in sorted(src_dir.rglob("*")):
+                if "__pycache__" in p.relative_to(src_dir).parts:
+                    continue  # bytecode from running the runner in place is not part of a release
                 rel = p.relative_to(src_dir).as_posix()
                 if p.is_dir():
                     tf.addfile(_tarinfo(f"{arc_root}/{rel}", dir_=True))
