@@ -37,8 +37,37 @@ class LoadedModel:
     pruned: bool = False
 
 
+def index_shards(path: Path) -> list[str]:
+    """The shard files every ``*.index.json`` of a checkpoint names (what loading reads), checked to be
+    plain files inside the folder: a shard path that escapes it is refused, never skipped."""
+    root = Path(path).resolve()
+    shards: set[str] = set()
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        f = Path(path) / index
+        if not f.is_file():
+            continue
+        try:
+            weight_map = json.loads(f.read_text(encoding="utf-8"))["weight_map"]
+            names = {str(v) for v in weight_map.values()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{f} is not a readable weight index", str(e)[:200],
+                             "re-download or re-save the checkpoint") from None
+        for name in sorted(names):
+            p = (Path(path) / name).resolve()
+            if Path(name).is_absolute() or root not in p.parents:
+                raise ModelError(f"{f} names shard {name!r} outside the checkpoint folder",
+                                 "shards must be files inside the folder (a hostile index could read other "
+                                 "files)", "fix the index or re-save the checkpoint")
+            if not p.is_file():
+                raise ModelError(f"shard {name!r} named by {f.name} is missing from {path}", "",
+                                 "re-download or re-copy the checkpoint")
+        shards |= names
+    return sorted(shards)
+
+
 def checkpoint_hash(path: Path) -> str:
-    """sha256 over config.json and the weight files of a local checkpoint directory."""
+    """sha256 over exactly what loading reads: config.json, the weight files, and every shard an index
+    names (whatever its file name), so a changed shard is never served from the build cache."""
     import hashlib
 
     h = hashlib.sha256()
@@ -47,9 +76,10 @@ def checkpoint_hash(path: Path) -> str:
         if p.is_file():
             h.update(name.encode())
             h.update(sha256_file(p).encode())
-    for p in sorted(path.glob("model-*.safetensors")):
-        h.update(p.name.encode())
-        h.update(sha256_file(p).encode())
+    shards = set(index_shards(path)) | {p.name for p in path.glob("model-*.safetensors")}
+    for name in sorted(shards):
+        h.update(name.encode())
+        h.update(sha256_file(path / name).encode())
     return h.hexdigest()
 
 
@@ -112,8 +142,10 @@ def check_safetensors(path: Path) -> None:
 
 
 def check_weights(path: Path, trust_pickle: bool) -> None:
-    st = [path / "model.safetensors", path / PRUNED_WEIGHTS, *path.glob("model-*-of-*.safetensors")]
-    st = [p for p in st if p.is_file()]
+    shards = index_shards(path)  # every shard an index names: inside the folder, present
+    st = [path / "model.safetensors", path / PRUNED_WEIGHTS, *path.glob("model-*-of-*.safetensors"),
+          *(path / s for s in shards if s.endswith(".safetensors"))]
+    st = list(dict.fromkeys(p for p in st if p.is_file()))
     for p in st:
         check_safetensors(p)
     if st or (path / "model.safetensors.index.json").is_file():
