@@ -15,6 +15,7 @@ import sys
 import typer
 
 from cahp_edge.cli import app as _app
+from cahp_edge.cli.app import terminal_safe
 from cahp_edge.errors import CahpError
 
 # one module per area, each adds its commands to `app.app`
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except CahpError as e:
         if debug:
             raise
-        typer.echo(f"error: {e.line()}", err=True)
+        typer.echo(terminal_safe(f"error: {e.line()}", keep_newlines=False), err=True)
         code = e.exit_code
     except typer.Exit as e:
         code = e.exit_code
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 e.show()
         else:
             where = ctx.command_path if ctx is not None else "cahp-edge"
-            typer.echo(f"error: {msg}. Fix: see `{where} --help`", err=True)
+            line = f"error: {msg}. Fix: see `{where} --help`"
+            typer.echo(terminal_safe(line, keep_newlines=False), err=True)
         code = e.exit_code
     sys.exit(code)
 

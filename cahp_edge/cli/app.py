@@ -36,18 +36,37 @@ def _root(
     _STATE["debug"] = debug or os.environ.get("CAHP_DEBUG") == "1"
 
 
+# bidirectional-text controls: they reorder what a terminal shows (a name could display as another)
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)}
+
+
+def terminal_safe(text: str, keep_newlines: bool = True) -> str:
+    """``text`` with control characters shown as escapes (``\x1b``), so names that come from input
+    (archive members, file names, labels) cannot repaint the terminal or fake a line such as "OK"."""
+    out = []
+    for ch in text:
+        c = ord(ch)
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif c < 0x20 or 0x7F <= c < 0xA0 or ch in _BIDI:
+            out.append(f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:
-    """The one place results reach stdout."""
+    """The one place results reach stdout (JSON escapes control characters itself)."""
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
     elif human is not None:
-        typer.echo(human)
+        typer.echo(terminal_safe(human))
 
 
 def note(msg: str, quiet: bool = False) -> None:
     """Progress / summary lines go to stderr so stdout stays machine-readable."""
     if not quiet:
-        typer.echo(msg, err=True)
+        typer.echo(terminal_safe(msg), err=True)
 
 
 # True when main() runs as the `cahp-edge` program (argv from the command line), False for a Python
