@@ -48,6 +48,8 @@ class BuildOptions(ValidateOptions, QuantizeOptions, RecoverOptions, PruneOption
     out: str = opt("dist", "Release folder: dist/<target>/ + <target>.tar.gz.")
     name: str | None = opt(None, "How reports name the model (default: the --model value).")
     trust_pickle: bool = opt(False, "Allow pytorch_model.bin (unpickling runs code from the file).")
+    sign_key: str | None = opt(
+        None, "Private key (from `cahp-edge keygen`) that signs each release's SHA256SUMS; never copied.")
     keep_pytorch: bool = opt(
         False, "Also ship the pruned PyTorch model as pytorch/ (safetensors; cahp_edge.model.load_pruned).")
     allow_weak_model: bool = opt(

@@ -309,10 +309,11 @@ def build_locked(
                     "select_labels": "dense model predictions" if src.select_unlabelled else "given"}
                    if user_opts.select else {}),
             },
-            options=user_opts.model_dump(mode="json", exclude={"out"}),
+            options=user_opts.model_dump(mode="json", exclude={"out", "sign_key"}),
             pytorch=model if opts.keep_pytorch else None,
         )
-        rel, verdict, rec = make_release(out, t, inputs, force, scratch=cache.scratch)
+        rel, verdict, rec = make_release(out, t, inputs, force, scratch=cache.scratch,
+                                         sign_key=Path(opts.sign_key) if opts.sign_key else None)
         res.releases[t.name], res.verdicts[t.name] = rel, verdict
         res.stages[f"package:{t.name}"] = rec
         ev.stage(rec, _line(f"package:{t.name}", rec, _package_line))

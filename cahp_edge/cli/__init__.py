@@ -15,7 +15,7 @@ import sys
 import typer
 
 from cahp_edge.cli import app as _app
-from cahp_edge.cli.app import terminal_safe
+from cahp_edge.cli.app import interrupted, terminal_safe
 from cahp_edge.errors import CahpError
 
 # one module per area, each adds its commands to `app.app`
@@ -27,7 +27,7 @@ PANELS = (
     ("2. Prune", ("prune", "compare", "reshape", "recover", "inspect")),
     ("3. Export and quantize", ("export", "optimize", "quantize")),
     ("4. Validate on a target", ("validate", "targets")),
-    ("Tools", ("optimum-env",)),
+    ("Tools", ("keygen", "optimum-env")),
 )
 
 
@@ -161,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             line = f"error: {msg}. Fix: see `{where} --help`"
             typer.echo(terminal_safe(line, keep_newlines=False), err=True)
         code = e.exit_code
+    except Exception as e:
+        # a Ctrl-C / SIGTERM that lands inside an import or a class body comes wrapped (e.g. RuntimeError
+        # "Error calling __set_name__"): still an interruption, not a crash
+        if debug or not interrupted(e):
+            raise
+        typer.echo("interrupted: finished stages are kept; re-run the same command to resume", err=True)
+        code = 130
     sys.exit(code)
 
 

@@ -55,6 +55,17 @@ def terminal_safe(text: str, keep_newlines: bool = True) -> str:
     return "".join(out)
 
 
+def interrupted(e: BaseException | None) -> bool:
+    """A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one), possibly wrapped by the code it landed in."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:
     """The one place results reach stdout (JSON escapes control characters itself)."""
     if as_json:

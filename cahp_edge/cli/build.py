@@ -64,7 +64,9 @@ def _interruptible(render: _Render):
     old = signal.signal(signal.SIGTERM, handler)
     try:
         yield
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not cli_app.interrupted(e):
+            raise
         render._stop()
         if not cli_app.OWN_PROCESS:
             raise
@@ -175,13 +177,17 @@ def verify(
     smoke: Annotated[
         bool, typer.Option("--smoke/--no-smoke", help="Run one inference with the runner.")
     ] = True,
+    public_key: Annotated[Path | None, typer.Option(
+        help="Require SHA256SUMS.sig made by this key's private half (the .pub from `cahp-edge keygen`).")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Check every file against SHA256SUMS (missing, changed, extra) and run a smoke inference."""
     from cahp_edge.release.package import verify as run
 
-    r = run(package, smoke=smoke)
-    human = f"{package}: OK, {r.files_checked} files match SHA256SUMS"
+    r = run(package, smoke=smoke, public_key=public_key)
+    human = f"{package}: OK, {r.files_checked} files match SHA256SUMS" + (
+        f", signed by {public_key}" if public_key else "")
     if r.smoke:
         acc = r.smoke.get("accuracy_first_n")
         human += f"; smoke inference OK (p50 {r.smoke.get('p50_ms')} ms" + (

@@ -28,3 +28,17 @@ def optimum_env(
          f"{env.path}: {word}. Use it with `{env.python} your_script.py`, e.g.\n"
          f"  {env.python} -c \"from optimum.onnxruntime import ORTModelForSequenceClassification as M; "
          f"print(M.from_pretrained('dist/host', file_name='model.onnx'))\"")
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option(help="Private key file to create (KEY; the public half is KEY.pub).")],
+    as_json: Json = False,
+) -> None:
+    """Create an Ed25519 key pair (OpenSSH) to sign releases: build --sign-key, verify --public-key."""
+    from cahp_edge.release.signing import keygen as make
+
+    priv, pub = make(out)
+    emit({"private_key": str(priv), "public_key": str(pub)}, as_json,
+         f"{priv} (private: keep it off devices and out of releases)\n{pub} (public: give it to whoever "
+         "verifies)")

@@ -172,10 +172,23 @@ class ReleaseInputs:
     pytorch: StageRecord | None = None  # recover (or reshape) output, shipped as pytorch/ with --keep-pytorch
 
 
-def release_key(lineage: dict[str, StageRecord], pytorch: bool = False) -> str:
+def _signer(key: Path | None) -> str | None:
+    """Who signs: the public key beside the private one, else a hash of the key file (never the key)."""
+    if key is None:
+        return None
+    pub = Path(str(key) + ".pub")
+    try:
+        return pub.read_text(encoding="utf-8").split()[1] if pub.is_file() else hashlib.sha256(
+            Path(key).read_bytes()).hexdigest()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return str(key)
+
+
+def release_key(lineage: dict[str, StageRecord], pytorch: bool = False, signer: str | None = None) -> str:
     """Same stage outputs + same code + same contents = same release (a finished one is then kept)."""
     keys = {n: r.tree for n, r in lineage.items()}
-    doc = {"code": code_version(), "stages": keys, **({"pytorch": True} if pytorch else {})}
+    doc = {"code": code_version(), "stages": keys, **({"pytorch": True} if pytorch else {}),
+           **({"signer": signer} if signer else {})}
     return hashlib.sha256(canonical(doc).encode()).hexdigest()[:16]
 
 
@@ -187,14 +200,14 @@ def _pytorch_files(rec: StageRecord | None) -> dict[str, Path]:
     return {f"pytorch/{p.relative_to(rec.path).as_posix()}": p for p in files}
 
 
-def make_release(out: Path, target, inputs: ReleaseInputs, force: bool, scratch: Path | None = None
-                 ) -> tuple[Any, dict, StageRecord]:
+def make_release(out: Path, target, inputs: ReleaseInputs, force: bool, scratch: Path | None = None,
+                 sign_key: Path | None = None) -> tuple[Any, dict, StageRecord]:
     import time
 
     from cahp_edge.release import package, report, runner
 
     t0 = time.perf_counter()
-    rkey = release_key(inputs.lineage, inputs.pytorch is not None)
+    rkey = release_key(inputs.lineage, inputs.pytorch is not None, _signer(sign_key))
     dist_dir, tarball = Path(out) / target.name, Path(out) / f"{target.name}.tar.gz"
     validated = json.loads((inputs.validated.path / "validate.json").read_text(encoding="utf-8"))
     metrics = {name: model_metrics(r) for name, r in validated.items()}
@@ -265,7 +278,7 @@ def make_release(out: Path, target, inputs: ReleaseInputs, force: bool, scratch:
                   if name.endswith(HF_JSON) and isinstance(src, Path)})  # config.json's _name_or_path
     files.update({name: portable_json(src) for name, src in files.items()
                   if name == "pytorch/cahp_heads.json" and isinstance(src, Path)})
-    rel = package.write_release(Path(out), target.name, files, manifest, scratch=scratch)
+    rel = package.write_release(Path(out), target.name, files, manifest, scratch=scratch, sign_key=sign_key)
     summary = {
         "dir": str(rel.dir),
         "tarball": str(rel.tarball),

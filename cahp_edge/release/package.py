@@ -29,6 +29,7 @@ from cahp_edge.errors import PackageError
 from cahp_edge.fsutil import _disk_error, atomic_dir, sha256_file
 
 SUMS = "SHA256SUMS"
+SIGNATURE = "SHA256SUMS.sig"  # optional OpenSSH signature of SHA256SUMS (cahp_edge.release.signing)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "cahp-release/1"
 MAX_EXTRACT_BYTES = 8 << 30  # refuse archives that would unpack past 8 GiB (decompression bombs)
@@ -75,7 +76,8 @@ def _check_relpath(rel: str) -> str:
 
 
 def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | str],
-                  manifest: Mapping[str, Any], scratch: Path | None = None) -> Release:
+                  manifest: Mapping[str, Any], scratch: Path | None = None,
+                  sign_key: Path | None = None) -> Release:
     """Write ``dist/<target>/`` and ``dist/<target>.tar.gz`` atomically; replace an older release.
 
     ``files`` maps a relative path in the release to a source file, bytes or text. The manifest is
@@ -104,6 +106,10 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
                                         encoding="utf-8")
             sums[MANIFEST] = sha256_file(tmp / MANIFEST)
             (tmp / SUMS).write_text("".join(f"{h}  {n}\n" for n, h in sorted(sums.items())), encoding="utf-8")
+            if sign_key is not None:  # SHA256SUMS.sig: covers SHA256SUMS, which covers every file
+                from cahp_edge.release.signing import sign
+
+                sign(tmp / SUMS, sign_key)
             tar_tmp = _write_tarball(tmp, target, Path(scratch) if scratch is not None else dist)
             mask = _umask()
             os.chmod(tmp, 0o777 & ~mask)  # mkdtemp/mkstemp make 0700/0600: give a release normal modes
@@ -148,7 +154,7 @@ def check_replaceable(dist: Path, target: str) -> None:
         raise PackageError(f"{d} exists and is not a release folder", "a build would replace it", fix)
     if d.is_dir() and any(d.iterdir()):
         try:
-            listed = set(read_sums(d))
+            listed = set(read_sums(d)) | {SIGNATURE}
             fmt = json.loads((d / MANIFEST).read_text(encoding="utf-8")).get("format")
         except (OSError, ValueError, PackageError, AttributeError):
             listed, fmt = set(), None
@@ -189,7 +195,10 @@ def tarball_matches(folder: Path, tar: Path, target: str) -> bool:
                 while f is not None and (block := f.read(1 << 20)):
                     data_hash.update(block)
                 seen[rel] = data_hash.hexdigest()
-        return seen.pop(SUMS, None) == hashlib.sha256(want_sums).hexdigest() and seen == want
+        sig = Path(folder) / SIGNATURE
+        want_sig = hashlib.sha256(sig.read_bytes()).hexdigest() if sig.is_file() else None
+        return (seen.pop(SUMS, None) == hashlib.sha256(want_sums).hexdigest()
+                and seen.pop(SIGNATURE, None) == want_sig and seen == want)
     except (tarfile.TarError, OSError, EOFError, PackageError, ValueError):
         return False
 
@@ -414,7 +423,7 @@ def check_files(pkg: Path) -> int:
             continue  # Python writes these when the release's runner or run.py runs in place
         if p.is_symlink() and rel not in sums:
             links.append(rel)
-        elif p.is_file() and rel != SUMS and rel not in sums:
+        elif p.is_file() and rel not in (SUMS, SIGNATURE) and rel not in sums:
             extra.append(rel)
     groups = (("missing", missing), ("changed", changed), ("extra", extra), ("symlinked", links))
     problems = [f"{len(v)} {k} ({', '.join(v[:4])}{' ...' if len(v) > 4 else ''})" for k, v in groups if v]
@@ -466,11 +475,17 @@ def opened_package(path: Path) -> Iterator[Path]:
                                "pass a .tar.gz written by `cahp-edge build`")
 
 
-def verify(path: Path, smoke: bool = True, timeout_s: float = 300.0) -> VerifyResult:
-    """Checksums of every file, then (optionally) one inference with the device-side runner."""
+def verify(path: Path, smoke: bool = True, timeout_s: float = 300.0,
+           public_key: Path | None = None) -> VerifyResult:
+    """Checksums of every file (and the signature when a public key is given), then optionally one
+    inference with the device-side runner."""
     path = Path(path)
     with opened_package(path) as pkg:
         n = check_files(pkg)
+        if public_key is not None:
+            from cahp_edge.release.signing import check_signature
+
+            check_signature(pkg, public_key)
         target = None
         with contextlib.suppress(OSError, ValueError, AttributeError):
             target = json.loads((pkg / MANIFEST).read_text(encoding="utf-8")).get("target")

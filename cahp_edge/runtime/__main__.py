@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--profile-runs", type=int, default=10)
     pr.add_argument("--nonce", default="", help="echoed in the JSON so the caller can tell a fresh result")
     pr.add_argument("--logits-out", type=Path, help="write eval logits (N, labels) to this .npy file")
+    pr.add_argument("--public-key", type=Path,
+                    help="refuse the package unless SHA256SUMS.sig was made by this key (OpenSSH .pub)")
     return p
 
 
@@ -87,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                  profile_runs=args.profile_runs, logits_out=args.logits_out,
                  providers=providers, disabled_optimizers=disabled)
     try:
+        if args.public_key is not None:  # before anything in the package is loaded
+            from .signature import check_signature
+
+            check_signature(args.package, args.public_key)
         result = profile_package(args.package, s)
     except ModuleNotFoundError as e:
         return _missing(e, args)

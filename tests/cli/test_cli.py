@@ -323,8 +323,8 @@ def test_every_command_registers_without_torch_or_transformers():
     got = json.loads(r.stdout)
     assert got["heavy"] == []
     assert got["commands"] == sorted(["build", "compare", "demo", "export", "finetune", "inspect", "optimize",
-                                      "optimum-env", "prune", "quantize", "recover", "reshape", "targets",
-                                      "validate", "verify"])
+                                      "keygen", "optimum-env", "prune", "quantize", "recover", "reshape",
+                                      "targets", "validate", "verify"])
 
 
 def test_a_broken_command_module_fails_loudly(monkeypatch):
