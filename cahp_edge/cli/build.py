@@ -189,8 +189,8 @@ def verify(
     human = f"{package}: OK, {r.files_checked} files match SHA256SUMS" + (
         f", signed by {public_key}" if public_key else "")
     if r.smoke:
-        acc = r.smoke.get("accuracy_first_n")
+        acc, want = r.smoke.get("accuracy"), r.smoke.get("expected_accuracy")
         human += f"; smoke inference OK (p50 {r.smoke.get('p50_ms')} ms" + (
-            f", accuracy on first {r.smoke.get('n')} eval rows {acc:.3f})" if acc is not None else ")"
-        )
+            f", accuracy on the {r.smoke.get('n')} bundled eval rows {acc:.4f}" if acc is not None else ""
+        ) + (f", metrics.json {want:.4f})" if want is not None else ")")
     emit(r.to_dict(), as_json, human)

@@ -33,6 +33,11 @@ SIGNATURE = "SHA256SUMS.sig"  # optional OpenSSH signature of SHA256SUMS (cahp_e
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "cahp-release/1"
 MAX_EXTRACT_BYTES = 8 << 30  # refuse archives that would unpack past 8 GiB (decompression bombs)
+MAX_MEMBERS = 10_000  # a release has a few dozen files; more is an attack on the unpacker
+MAX_DOC_BYTES = 8 << 20  # SHA256SUMS / manifest.json read into memory: never more than this
+# verify's smoke run scores every bundled eval row; it must match metrics.json's shipped accuracy within
+# this (accuracy fraction): other CPUs' kernels move int8 logits a little, a swapped model much more
+SMOKE_ACCURACY_TOLERANCE = 0.01
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 # keys whose values must never reach a manifest (tokens, passwords, key files)
 _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|identity|private[_-]?key|ssh[_-]?key|auth)",
@@ -320,6 +325,8 @@ def _refuse(archive: Path, why: str) -> PackageError:
 def check_members(archive: Path, members: list[tarfile.TarInfo], max_bytes: int) -> None:
     """Refuse the whole archive when any member is unsafe (all of them named, up to five)."""
     bad, seen, total = [], set(), 0
+    if len(members) > MAX_MEMBERS:
+        raise _refuse(archive, f"it holds {len(members)} members (limit {MAX_MEMBERS})")
     for m in members:
         why = _member_problem(m)
         key = PurePosixPath(m.name).as_posix().rstrip("/")
@@ -480,6 +487,12 @@ def verify(path: Path, smoke: bool = True, timeout_s: float = 300.0,
     """Checksums of every file (and the signature when a public key is given), then optionally one
     inference with the device-side runner."""
     path = Path(path)
+    if path.is_file():
+        # checksums first, streamed straight from the archive: a bomb or a changed file is refused
+        # before a single byte is written to disk
+        n, target = check_archive(path)
+        if not smoke and public_key is None:
+            return VerifyResult(str(path), n, target)
     with opened_package(path) as pkg:
         n = check_files(pkg)
         if public_key is not None:
@@ -495,15 +508,85 @@ def verify(path: Path, smoke: bool = True, timeout_s: float = 300.0,
     return result
 
 
+def check_archive(archive: Path) -> tuple[int, str | None]:
+    """Every member of a release archive hashed while streaming (nothing written) and compared with its
+    SHA256SUMS: unsafe, missing, changed or extra members are refused like check_files does.
+    Returns (files checked, the manifest's target)."""
+    import zlib
+
+    archive = Path(archive)
+    seen: dict[str, str] = {}
+    sums_bytes = None
+    target = None
+    names: set[str] = set()
+    roots: set[str] = set()
+    count = total = 0
+    try:
+        with _open_tar(archive) as tf:
+            for m in tf:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise _refuse(archive, f"it holds more than {MAX_MEMBERS} members")
+                check_members(archive, [m], MAX_EXTRACT_BYTES)
+                key = PurePosixPath(m.name).as_posix().rstrip("/")
+                if key in names and not m.isdir():
+                    raise _refuse(archive, f"1 unsafe member(s): {m.name!r} (duplicate member)")
+                names.add(key)
+                roots.add(key.split("/", 1)[0])
+                if len(roots) > 1:
+                    raise PackageError(f"{archive.name} does not hold one release folder",
+                                       f"found top-level entries {sorted(roots)[:4]}",
+                                       "pass a .tar.gz written by `cahp-edge build`")
+                total += m.size if m.isreg() else 0
+                if total > MAX_EXTRACT_BYTES:
+                    raise _refuse(archive, f"it would unpack to more than {MAX_EXTRACT_BYTES >> 30} GiB")
+                if not m.isreg():
+                    continue
+                rel = m.name.split("/", 1)[1] if "/" in m.name else m.name
+                f = tf.extractfile(m)
+                h = hashlib.sha256()
+                keep = rel in (SUMS, MANIFEST) and m.size <= MAX_DOC_BYTES
+                buf = bytearray()
+                while f is not None and (block := f.read(1 << 20)):
+                    h.update(block)
+                    if keep:
+                        buf += block
+                seen[rel] = h.hexdigest()
+                if keep and rel == SUMS:
+                    sums_bytes = bytes(buf)
+                elif keep:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        target = json.loads(bytes(buf).decode("utf-8")).get("target")
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise _corrupt(archive, e) from e
+    if sums_bytes is None:
+        raise PackageError(f"{archive} has no {SUMS}", "every cahp-edge release lists its files' checksums",
+                           "point verify at a release written by `cahp-edge build`")
+    with tempfile.TemporaryDirectory(prefix="cahp-sums-") as d:
+        (Path(d) / SUMS).write_bytes(sums_bytes)
+        want = read_sums(Path(d))
+    seen.pop(SUMS, None)
+    seen.pop(SIGNATURE, None)
+    missing = sorted(set(want) - set(seen))
+    changed = sorted(k for k in set(want) & set(seen) if want[k] != seen[k])
+    extra = sorted(k for k in set(seen) - set(want) if not _bytecode(PurePosixPath(k)))
+    groups = (("missing", missing), ("changed", changed), ("extra", extra))
+    problems = [f"{len(v)} {k} ({', '.join(v[:4])}{' ...' if len(v) > 4 else ''})" for k, v in groups if v]
+    if problems:
+        raise PackageError(f"package {archive} failed verification", "; ".join(problems),
+                           "re-copy the release or rebuild it with `cahp-edge build`")
+    return len(want), target
+
+
 def smoke_run(pkg: Path, timeout_s: float = 300.0) -> dict[str, Any]:
     """One inference through the device-side runner in a fresh interpreter (its own imports only)."""
     import subprocess
     import sys
 
-    # a few warm runs and the first examples of the packaged eval data: proves the model, tokenizer
-    # and labels load and agree on this machine, without a full benchmark
+    # a few warm runs and every bundled eval row: proves the model, tokenizer and labels load and agree
+    # on this machine, and that the model is the one metrics.json measured (see _check_smoke_accuracy)
     cmd = [sys.executable, "-m", "cahp_edge.runtime", "profile", str(pkg), "--json", "--warmup", "1",
-           "--runs", "3", "--limit", "8", "--no-operators"]
+           "--runs", "3", "--no-operators"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as e:
@@ -516,9 +599,24 @@ def smoke_run(pkg: Path, timeout_s: float = 300.0) -> dict[str, Any]:
     try:
         r = json.loads(proc.stdout)
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
-        return {"ok": bool(r.get("ok")), "runner": r.get("schema"), "p50_ms": lat.get("p50_ms"),
-                "accuracy_first_n": acc.get("accuracy"), "n": acc.get("n"),
-                "checksums_verified": (r.get("model") or {}).get("checksums_verified")}
+        out = {"ok": bool(r.get("ok")), "runner": r.get("schema"), "p50_ms": lat.get("p50_ms"),
+               "accuracy": acc.get("accuracy"), "n": acc.get("n"),
+               "checksums_verified": (r.get("model") or {}).get("checksums_verified")}
     except (json.JSONDecodeError, AttributeError) as e:
         raise PackageError("the device-side runner printed no JSON", proc.stdout[:200],
                            "report this as a bug") from e
+    out["expected_accuracy"] = _check_smoke_accuracy(pkg, out["accuracy"])
+    return out
+
+
+def _check_smoke_accuracy(pkg: Path, got: float | None) -> float | None:
+    """Refuse a release whose model scores the bundled eval rows unlike metrics.json says it did."""
+    try:
+        want = json.loads((pkg / "metrics.json").read_text(encoding="utf-8"))["models"]["shipped"]["accuracy"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a bare export folder: nothing recorded to compare with
+    if got is not None and want is not None and abs(got - want) > SMOKE_ACCURACY_TOLERANCE:
+        raise PackageError(f"{pkg}: the model scores {got:.4f} on the bundled eval rows, metrics.json says "
+                           f"{want:.4f}", f"more than {SMOKE_ACCURACY_TOLERANCE:.2f} apart: the model is not "
+                           "the one that was measured", "get the release again from its builder")
+    return want

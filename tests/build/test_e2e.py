@@ -94,7 +94,8 @@ def test_two_releases_verify_with_smoke_inference(built):
         } <= names
         r = package.verify(tar, smoke=True)
         assert r.target == t and r.files_checked == len(names) - 1
-        assert r.smoke["ok"] and r.smoke["n"] == 8
+        assert r.smoke["ok"] and r.smoke["n"] == 16  # every bundled eval row
+        assert abs(r.smoke["accuracy"] - r.smoke["expected_accuracy"]) <= package.SMOKE_ACCURACY_TOLERANCE
         assert sum(len(k) for k in _kept(d)) == 7  # heads = 7 in the tiny config
 
 
