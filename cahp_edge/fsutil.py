@@ -47,7 +47,21 @@ def _disk_error(path: Path, e: OSError) -> OutputError:
         return OutputError(f"disk full while writing {path}", str(e), "free space or choose another --out")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"cannot write {path}", str(e), "choose a writable --out folder")
+    if e.errno == errno.ENAMETOOLONG:
+        return OutputError(f"a file name under {path} is too long for this filesystem", str(e),
+                           "use a shorter --out path or target name")
+    if e.errno == errno.EDQUOT:
+        return OutputError(f"disk quota exceeded while writing {path}", str(e),
+                           "free space or ask for more quota")
     return OutputError(f"could not write {path}", str(e), "check the output location")
+
+
+def os_error_line(e: OSError) -> OutputError:
+    """Any OSError that reached the command line, as the one-line error with a hint that fits its errno."""
+    where = Path(e.filename) if e.filename else Path(".")
+    if e.errno == errno.ENOENT:
+        return OutputError(f"{where} does not exist", e.strerror or str(e), "check the path")
+    return _disk_error(where, e)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

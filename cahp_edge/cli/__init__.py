@@ -161,6 +161,20 @@ def main(argv: list[str] | None = None) -> int:
             line = f"error: {msg}. Fix: see `{where} --help`"
             typer.echo(terminal_safe(line, keep_newlines=False), err=True)
         code = e.exit_code
+    except OSError as e:  # a fault no stage mapped (disk full in a temporary folder, a name too long, ...)
+        if debug:
+            raise
+        from cahp_edge.fsutil import os_error_line
+
+        typer.echo(terminal_safe(f"error: {os_error_line(e).line()}", keep_newlines=False), err=True)
+        code = 1
+    except RecursionError:  # json / toml parsers on absurdly nested input
+        if debug:
+            raise
+        typer.echo("error: an input file is nested too deeply to read: a JSON or TOML file with thousands "
+                   "of nested levels. Fix: check the files you passed (config.json, plan, build.toml, data)",
+                   err=True)
+        code = 1
     except Exception as e:
         # a Ctrl-C / SIGTERM that lands inside an import or a class body comes wrapped (e.g. RuntimeError
         # "Error calling __set_name__"): still an interruption, not a crash

@@ -36,11 +36,25 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        enc = _guess_encoding(raw)
         raise DataError(
             f"dataset file {path} is not UTF-8 text",
-            f"invalid byte at offset {e.start}",
-            "re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            f"invalid byte at offset {e.start}" + (f"; it looks like {enc}" if enc else ""),
+            f"re-save it as UTF-8 (e.g. iconv -f {enc or 'SOURCE-ENCODING'} -t utf-8)",
         ) from e
+
+
+def _guess_encoding(raw: bytes) -> str | None:
+    """The encoding the hint should name: UTF-16/32 by their byte-order marks or NUL patterns; latin1
+    only for single-byte text (no NULs), else unknown."""
+    for bom, name in ((b"\xff\xfe\x00\x00", "utf-32le"), (b"\x00\x00\xfe\xff", "utf-32be"),
+                      (b"\xff\xfe", "utf-16le"), (b"\xfe\xff", "utf-16be")):
+        if raw.startswith(bom):
+            return name
+    head = raw[:4096]
+    if head and head.count(b"\x00") > len(head) // 4:
+        return "utf-16le" if head[1::2].count(0) > head[::2].count(0) else "utf-16be"
+    return "latin1" if b"\x00" not in head else None
 
 
 def _label_str(v, where: str) -> str:

@@ -88,6 +88,9 @@ def load_dataset(
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             return fmt.read_hf_dir(path, split, **kw)
         path = _split_file(path, split)
+    if not path.is_file():  # a FIFO, socket or device would block or never end: refuse before opening
+        raise DataError(f"dataset {path} is not a regular file", "pipes, sockets and devices are not read",
+                        "save the data to a file and pass that")
     split = split or path.stem
     suffix = path.suffix.lower()
     if suffix == ".txt":

@@ -301,7 +301,16 @@ def _export_file(model, names: list[str], path: Path, opset: int) -> None:
             torch.onnx.export(_Logits.wrap(model, names), args, str(path), input_names=names,
                               output_names=["logits"], dynamic_axes=axes, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
+    except OSError as e:  # disk full, permissions, name too long: the output's fault, not the opset's
+        from cahp_edge.fsutil import _disk_error
+
+        raise _disk_error(Path(path), e) from e
     except Exception as e:
+        if "No space left on device" in str(e) or isinstance(e.__cause__, OSError):
+            from cahp_edge.fsutil import _disk_error
+
+            err = e.__cause__ if isinstance(e.__cause__, OSError) else OSError(28, "No space left on device")
+            raise _disk_error(Path(path), err) from e
         raise ExportError("torch.onnx.export failed", _first_line(e),
                           "check the model loads and runs in PyTorch; try another --opset") from e
     finally:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cahp_edge.data.encode import cap_chars
 from cahp_edge.deploy.graph import head_nodes
 from cahp_edge.errors import QuantizeError
 
@@ -117,8 +118,8 @@ def examples_from(data, folder: Path, names: list[str], batch_size: int = 32,
     batches = []
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
-        a = [data.texts[i] for i in idx]
-        b = [pairs[i] for i in idx] if pairs is not None else None
+        a = cap_chars([data.texts[i] for i in idx], max_length)
+        b = cap_chars([pairs[i] for i in idx], max_length) if pairs is not None else None
         enc = tok(a, b, padding=True, truncation=True, max_length=max_length, return_tensors="np")
         batch = {n: np.asarray(enc[n], dtype=np.int64) for n in names if n in enc}
         if "token_type_ids" in names and "token_type_ids" not in batch:

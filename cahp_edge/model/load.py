@@ -104,18 +104,35 @@ def resolve_model_dir(model: str | Path) -> Path:
                      "pass an existing checkpoint folder or a hub id like org/name")
 
 
+# what an encoder config may ask for before anything is allocated: far above any real model (BERT-large:
+# 24 layers, 1024 hidden, 30k vocab), far below what would exhaust memory building the skeleton
+CONFIG_LIMITS = {"num_hidden_layers": 256, "n_layers": 256, "num_attention_heads": 512, "n_heads": 512,
+                 "hidden_size": 32768, "dim": 32768, "intermediate_size": 262144, "hidden_dim": 262144,
+                 "vocab_size": 2_000_000, "max_position_embeddings": 1_048_576, "num_labels": 100_000}
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def read_config_dict(path: Path) -> dict:
     cfg = path / "config.json"
-    if not cfg.is_file():
+    if not cfg.is_file():  # also false for a FIFO or device: never opened, so never a hang
         raise ModelError(f"no config.json in {path}", "a Hugging Face checkpoint folder needs config.json",
                          "pass the folder written by save_pretrained()")
+    if cfg.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelError(f"config.json in {path} is {cfg.stat().st_size >> 20} MiB", "a config is a few KB",
+                         "restore the file from the original checkpoint")
     try:
         d = json.loads(cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"config.json in {path} is not valid JSON", str(e), "restore the file") from e
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelError(f"config.json in {path} is not valid JSON", str(e)[:200], "restore the file") from e
     if not isinstance(d, dict) or "model_type" not in d:
         raise ModelError(f"config.json in {path} has no model_type", "",
                          "restore the file from the original checkpoint")
+    for key, limit in CONFIG_LIMITS.items():
+        v = d.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= limit):
+            raise ModelError(f"config.json in {path}: {key} = {v!r} is out of range",
+                             f"expected a whole number in 1..{limit:,}", "restore the file from the original "
+                             "checkpoint")
     return d
 
 

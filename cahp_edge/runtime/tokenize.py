@@ -45,7 +45,14 @@ def pad_id_of(tok, configured: int | None) -> int:
     return 0
 
 
+CHARS_PER_TOKEN_CAP = 128  # no WordPiece/BPE token is longer; the same cap as cahp_edge.data.encode
+
+
 def encode(tok, texts: list[str], pairs: list[str] | None, pad_id: int) -> Encoded:
+    # cut huge rows before tokenizing (the tokens kept are the same): a multi-MB row costs no GBs
+    cap = CHARS_PER_TOKEN_CAP * int((tok.truncation or {}).get("max_length") or 512)
+    texts = [t[:cap] for t in texts]
+    pairs = None if pairs is None else [t[:cap] for t in pairs]
     enc = tok.encode_batch(list(zip(texts, pairs, strict=True)) if pairs is not None else texts)
     return Encoded([e.ids for e in enc], [e.type_ids for e in enc], pad_id)
 

@@ -129,7 +129,10 @@ def train_classifier(
         )
     acc = accelerator or make_accelerator(cfg.cpu)
     set_seed(cfg.seed)
-    enc = tokenizer(ds.texts, ds.pairs, truncation=True, max_length=cfg.max_length)
+    from cahp_edge.data.encode import cap_chars
+
+    pairs = None if ds.pairs is None else cap_chars(ds.pairs, cfg.max_length)
+    enc = tokenizer(cap_chars(ds.texts, cfg.max_length), pairs, truncation=True, max_length=cfg.max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     rows = [{**{k: enc[k][i] for k in keys}, "labels": ds.labels[i]} for i in range(len(ds))]
     lengths = [len(r["input_ids"]) for r in rows]
