@@ -146,6 +146,10 @@ def build(
         "benchmark": {"runs": runs},
     }
     opts = make_options(cli, config)
+    if config is not None:  # the pipeline checks the other inputs; the config file is only known here
+        from cahp_edge.fsutil import check_not_input
+
+        check_not_input(Path(opts.out), [config])
     render = _Render(quiet)
     with _interruptible(render):
         res = run(opts, force=force, events=render)

@@ -33,15 +33,20 @@ def _build(ckpt, data, out, cfg, *extra) -> list:
 
 # ---- --out against the inputs, roots and home ------------------------------------------------------
 @pytest.mark.parametrize("where", ["model itself", "inside the model", "contains the data", "data folder",
-                                   "root", "home"])
+                                   "root", "home", "contains the config"])
 def test_build_refuses_an_out_that_overlaps_an_input(where, ckpt, tiny_data, tmp_path, capsys, monkeypatch):
     cfg = _config(tmp_path)
     out = {"model itself": ckpt, "inside the model": ckpt / "dist", "contains the data": tiny_data.parent,
-           "data folder": tiny_data, "root": Path("/"), "home": tmp_path / "home"}[where]
+           "data folder": tiny_data, "root": Path("/"), "home": tmp_path / "home",
+           "contains the config": cfg.parent}[where]
     if where == "home":
         out.mkdir()
         monkeypatch.setenv("HOME", str(out))
     want = {"root": "a filesystem root", "home": "your home folder"}.get(where, "the input")
+    if where == "contains the config":  # config beside nothing else: only the config overlaps
+        cfg = (tmp_path / "cfgdir").mkdir() or tmp_path / "cfgdir" / "build.toml"
+        cfg.write_text(TINY_CONFIG)
+        out = tmp_path / "cfgdir"
     fails_clean(_build(ckpt, tiny_data, out, cfg), capsys, want, tmp_path)
 
 
