@@ -50,6 +50,18 @@ def curve_points(plan: dict) -> list[tuple[int, float]]:
     return sorted(pts)
 
 
+def kept_drop(plan: dict) -> dict | None:
+    """Selection accuracy of the dense model and of the kept head count, and the drop in points: the one
+    source for what the prune line, the plan and the card say the chosen count costs before recovery."""
+    dense = plan.get("selection_accuracy_dense")
+    k = plan.get("k_star", plan.get("total_kept"))
+    at = dict(curve_points(plan)).get(int(k)) if k is not None else None
+    if dense is None or at is None:
+        return None
+    return {"heads": int(k), "dense": float(dense), "kept": float(at),
+            "drop_points": round(100 * (dense - at), 2)}
+
+
 def knee_info(plan: dict) -> dict:
     k = plan.get("knee")
     return k if isinstance(k, dict) else ({"k": k} if isinstance(k, int) else {})

@@ -372,7 +372,10 @@ def _prune_line(s: dict) -> str:
         how = f"knee of the degree-{s['degree']} fit at k={s['knee']}, kept {s['k_star']} (next grid point)"
     else:
         how = f"knee at k={s['k_star']} (degree {s['degree']})"
-    return f"{s['heads_before']} -> {s['heads_after']} heads, {how}"
+    d = s.get("drop")
+    cost = (f"; selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
+            f"({-d['drop_points']:+.1f} pt before recovery)") if d else ""
+    return f"{s['heads_before']} -> {s['heads_after']} heads, {how}{cost}"
 
 
 def _reshape_line(s: dict) -> str:

@@ -123,7 +123,8 @@ def prune(
     human = (
         f"{opts.method}: keep {plan.total_kept}/{plan.total_heads} heads ({m['budget_source']}), per layer "
         f"{plan.heads_per_layer}\nselection accuracy: dense {100 * m['selection_accuracy_dense']:.1f}%"
-        + (f", kept {100 * at_k['accuracy']:.1f}%" if at_k else "")
+        + (f", kept {100 * at_k['accuracy']:.1f}% ({-m.get('selection_drop_points', 0.0):+.1f} pt before "
+           "recovery)" if at_k else "")
         + f"\nselection time {m['timings']['selection_s']:.1f}s, total {m['timings']['total_s']:.1f}s"
         + f"\nwrote {out}/ ({', '.join(files)})"
     )

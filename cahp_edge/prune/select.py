@@ -150,6 +150,9 @@ def select_heads(
         )
         sel.info.setdefault("timings", {})["sweep_s"] = sw.seconds
     meta["k_star"] = k_star
+    at_k = next((p for p in meta["curve"] if p["heads"] == k_star), None)
+    if at_k is not None:  # what the chosen count costs on the selection split, before any recovery
+        meta["selection_drop_points"] = round(100 * (dense_acc - at_k["accuracy"]), 2)
     info = dict(sel.info)
     sal = info.pop("salience", None) or info.pop("score", None)
     if sal is not None:

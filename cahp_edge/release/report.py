@@ -91,11 +91,14 @@ def _budget_rows(verdict: dict) -> list[list[str]]:
 
 
 def _knee_text(plan: dict, knee: dict) -> str:
+    d = plots.kept_drop(plan)
+    cost = (f"; selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
+            f"({-d['drop_points']:+.1f} pt before recovery)") if d else ""
     if "k" not in knee:
-        return ", head count fixed by --heads / --keep-ratio"
+        return ", head count fixed by --heads / --keep-ratio" + cost
     kept = plan.get("k_star", knee["k"])
     snap = f", kept {kept} (next sweep point)" if kept != knee["k"] else ""
-    return f", knee of the degree-{knee.get('degree')} fit at k={knee['k']}{snap}"
+    return f", knee of the degree-{knee.get('degree')} fit at k={knee['k']}{snap}" + cost
 
 
 def model_card(ctx: ReportContext) -> str:

@@ -98,6 +98,8 @@ def test_knee_plan_meta(setup):
     assert meta["budget_source"] == "knee" and plan.total_kept == meta["k_star"]
     assert next(p["heads"] for p in meta["curve"]) == 12 and len(meta["fit_coefficients"]) == 3
     assert meta["k_star"] in [p["heads"] for p in meta["curve"]]
+    at_k = next(p["accuracy"] for p in meta["curve"] if p["heads"] == meta["k_star"])
+    assert meta["selection_drop_points"] == round(100 * (meta["selection_accuracy_dense"] - at_k), 2)
     assert np.asarray(meta["salience"]).shape == (3, 4)
     assert {"signatures_s", "salience_s", "clustering_s", "selection_s"} <= set(meta["timings"])
     assert meta["distance_summary"] if "distance_summary" in meta else meta["selector"]["distance_summary"]

@@ -119,3 +119,22 @@ def test_card_says_where_and_how_the_numbers_were_measured():
     x86 = dataclasses.replace(arm, target=load_target("x86-64-avx2"))
     card = " ".join(report.model_card(x86).split())
     assert "Measured on the build host (x86_64, AMD EPYC)." in card and "not on a" not in card
+
+
+def test_the_knee_states_its_cost_in_points_everywhere():
+    """One fact (plots.kept_drop): the card, the build's prune line and `prune` say what the chosen count
+    costs on the selection split before recovery."""
+    from cahp_edge import plots
+    from cahp_edge.build.pipeline import _prune_line
+
+    plan = {"selection_accuracy_dense": 0.629, "k_star": 30, "total_kept": 30, "knee": {"k": 28, "degree": 3},
+            "curve": [{"heads": 72, "accuracy": 0.629}, {"heads": 30, "accuracy": 0.557},
+                      {"heads": 20, "accuracy": 0.5}]}
+    d = plots.kept_drop(plan)
+    assert d == {"heads": 30, "dense": 0.629, "kept": 0.557, "drop_points": 7.2}
+    text = "selection accuracy 55.7% vs dense 62.9% (-7.2 pt before recovery)"
+    assert text in report._knee_text(plan, plots.knee_info(plan))
+    line = _prune_line({"budget_source": "knee", "knee": 28, "k_star": 30, "degree": 3, "heads_before": 72,
+                        "heads_after": 30, "drop": d})
+    assert line.endswith(text) and "kept 30 (next grid point)" in line
+    assert plots.kept_drop({"k_star": 30, "curve": []}) is None  # nothing measured: nothing claimed
