@@ -13,9 +13,6 @@ PY=${PYTHON:-$(command -v python || command -v python3)}
 PYTHON=$PY bash scripts/setup-arm64-emulation.sh "$ARM_ROOT" ||
   { echo "setup-arm64: retrying once"; sleep 5; PYTHON=$PY bash scripts/setup-arm64-emulation.sh "$ARM_ROOT"; }
 
-# .ci/env is shared with other setup scripts: replace only our own line.
-ENVF="$REPO/.ci/env"
-touch "$ENVF"
-grep -v '^CAHP_ARM64_ROOT=' "$ENVF" > "$ENVF.tmp.$$" || true
-echo "CAHP_ARM64_ROOT=$ARM_ROOT" >> "$ENVF.tmp.$$"
-mv "$ENVF.tmp.$$" "$ENVF"
+# shellcheck source=/dev/null
+. "$REPO/.ci/env-set.sh"
+env_set CAHP_ARM64_ROOT "$ARM_ROOT"

@@ -41,9 +41,6 @@ print(f"setup-compat: torch {torch.__version__}, transformers {transformers.__ve
       f"optimum-onnx {md.version('optimum-onnx')}")
 PY
 
-# .ci/env is shared with other setup scripts: replace only our own line.
-ENVF="$ROOT/.ci/env"
-touch "$ENVF"
-grep -v '^CAHP_COMPAT_PYTHON=' "$ENVF" > "$ENVF.tmp" || true
-echo "CAHP_COMPAT_PYTHON=$PY" >> "$ENVF.tmp"
-mv "$ENVF.tmp" "$ENVF"
+# shellcheck source=/dev/null
+. "$ROOT/.ci/env-set.sh"
+env_set CAHP_COMPAT_PYTHON "$PY"

@@ -44,8 +44,6 @@ print(f"setup-runner: onnxruntime {onnxruntime.__version__}, numpy {numpy.__vers
 PY
 )
 
-ENVF="$ROOT/.ci/env"
-touch "$ENVF"
-grep -v '^CAHP_RUNNER_PYTHON=' "$ENVF" > "$ENVF.tmp" || true
-echo "CAHP_RUNNER_PYTHON=$PY" >> "$ENVF.tmp"
-mv "$ENVF.tmp" "$ENVF"
+# shellcheck source=/dev/null
+. "$ROOT/.ci/env-set.sh"
+env_set CAHP_RUNNER_PYTHON "$PY"

@@ -116,37 +116,46 @@ def write_release(dist: Path, target: str, files: Mapping[str, Path | bytes | st
 
                 sign(tmp / SUMS, sign_key)
             tar_tmp = _write_tarball(tmp, target, Path(scratch) if scratch is not None else dist)
-            mask = _umask()
-            os.chmod(tmp, 0o777 & ~mask)  # mkdtemp/mkstemp make 0700/0600: give a release normal modes
-            os.chmod(tar_tmp, 0o666 & ~mask)
-        # the folder is in place; now the archive (its own atomic rename)
-        os.replace(tar_tmp, final_tar)
-        tar_tmp = None
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: give a release the usual mode
     except OSError as e:
-        raise _disk_error(final_tar, e) from e
-    finally:
         if tar_tmp is not None:
             with contextlib.suppress(OSError):
                 tar_tmp.unlink()
+        raise _disk_error(final_tar, e) from e
+    except BaseException:
+        if tar_tmp is not None:
+            with contextlib.suppress(OSError):
+                tar_tmp.unlink()
+        raise
+    _publish_archive(tar_tmp, final_tar)  # the folder is in place; now the archive (its own rename)
     return Release(target, final_dir, final_tar, sums)
+
+
+def _publish_archive(tmp: Path, final: Path) -> None:
+    """Rename a finished archive into place with the usual file mode (mkstemp makes 0600); on any
+    failure the temporary is removed."""
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, final)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _disk_error(final, e) from e
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_tarball(folder: Path, target: str, scratch: Path | None = None) -> Path:
     """(Re)write ``<dist>/<target>.tar.gz`` from a finished release folder, atomically."""
     folder = Path(folder)
     final = folder.parent / f"{target}.tar.gz"
-    tmp = None
     try:
         tmp = _write_tarball(folder, target, Path(scratch) if scratch is not None else folder.parent)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, final)
-        tmp = None
-    except OSError as e:
+    except OSError as e:  # _write_tarball removes its own temporary on failure
         raise _disk_error(final, e) from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    _publish_archive(tmp, final)
     return final
 
 
@@ -432,14 +441,23 @@ def check_files(pkg: Path) -> int:
             links.append(rel)
         elif p.is_file() and rel not in (SUMS, SIGNATURE) and rel not in sums:
             extra.append(rel)
-    groups = (("missing", missing), ("changed", changed), ("extra", extra), ("symlinked", links))
-    problems = [f"{len(v)} {k} ({', '.join(v[:4])}{' ...' if len(v) > 4 else ''})" for k, v in groups if v]
+    problems = _listed(missing=missing, changed=changed, extra=extra, symlinked=links)
     if not problems and MANIFEST in sums:
         problems += _manifest_problems(pkg, sums)
+    _fail_verification(pkg, problems)
+    return len(sums)
+
+
+def _listed(**groups: list[str]) -> list[str]:
+    """'2 changed (a, b)' per non-empty group: how verification names what it found."""
+    return [f"{len(v)} {k} ({', '.join(v[:4])}{' ...' if len(v) > 4 else ''})"
+            for k, v in groups.items() if v]
+
+
+def _fail_verification(pkg: Path, problems: list[str]) -> None:
     if problems:
         raise PackageError(f"package {pkg} failed verification", "; ".join(problems),
                            "re-copy the release or rebuild it with `cahp-edge build`")
-    return len(sums)
 
 
 def _bytecode(rel: PurePosixPath | Path) -> bool:
@@ -570,11 +588,7 @@ def check_archive(archive: Path) -> tuple[int, str | None]:
     missing = sorted(set(want) - set(seen))
     changed = sorted(k for k in set(want) & set(seen) if want[k] != seen[k])
     extra = sorted(k for k in set(seen) - set(want) if not _bytecode(PurePosixPath(k)))
-    groups = (("missing", missing), ("changed", changed), ("extra", extra))
-    problems = [f"{len(v)} {k} ({', '.join(v[:4])}{' ...' if len(v) > 4 else ''})" for k, v in groups if v]
-    if problems:
-        raise PackageError(f"package {archive} failed verification", "; ".join(problems),
-                           "re-copy the release or rebuild it with `cahp-edge build`")
+    _fail_verification(archive, _listed(missing=missing, changed=changed, extra=extra))
     return len(want), target
 
 
