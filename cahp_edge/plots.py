@@ -62,6 +62,29 @@ def kept_drop(plan: dict) -> dict | None:
             "drop_points": round(100 * (dense - at), 2)}
 
 
+def drop_text(d: dict | None) -> str:
+    """The one wording of :func:`kept_drop` (build line, `prune` summary, report, model card)."""
+    if not d:
+        return ""
+    return (f"selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
+            f"({-d['drop_points']:+.1f} pt before recovery)")
+
+
+def better_rival(plan: dict) -> str | None:
+    """One line when another method scored higher than the chosen plan at the same head count on the
+    selection split (plan ``rivals``, scored by select_heads), with its numbers; None otherwise."""
+    rivals = [r for r in plan.get("rivals") or [] if r["selection_accuracy"] > r["chosen_accuracy"]]
+    if not rivals:
+        return None
+    r = max(rivals, key=lambda r: r["selection_accuracy"])
+    method = plan.get("method", "the chosen method")
+    return (f"{r['method']} scores {100 * r['selection_accuracy']:.1f}% vs {method} "
+            f"{100 * r['chosen_accuracy']:.1f}% on the selection split at {r['heads']} heads "
+            f"({100 * (r['selection_accuracy'] - r['chosen_accuracy']):+.1f} pt, McNemar p = "
+            f"{r['mcnemar_p']:.2g} on {r['only_chosen'] + r['only_rival']} differing examples); "
+            f"to ship its plan, pass --method {r['method']}")
+
+
 def knee_info(plan: dict) -> dict:
     k = plan.get("knee")
     return k if isinstance(k, dict) else ({"k": k} if isinstance(k, int) else {})

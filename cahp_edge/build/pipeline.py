@@ -31,6 +31,7 @@ from cahp_edge.errors import ModelError, UsageError
 from cahp_edge.fsutil import check_not_input
 from cahp_edge.lineage import StageRecord
 from cahp_edge.plan import PLAN_FILE
+from cahp_edge.plots import drop_text
 from cahp_edge.prune.options import PruneOptions
 from cahp_edge.release.package import check_replaceable
 from cahp_edge.targets.options import ValidateOptions
@@ -372,10 +373,11 @@ def _prune_line(s: dict) -> str:
         how = f"knee of the degree-{s['degree']} fit at k={s['knee']}, kept {s['k_star']} (next grid point)"
     else:
         how = f"knee at k={s['k_star']} (degree {s['degree']})"
-    d = s.get("drop")
-    cost = (f"; selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
-            f"({-d['drop_points']:+.1f} pt before recovery)") if d else ""
-    return f"{s['heads_before']} -> {s['heads_after']} heads, {how}{cost}"
+    cost = drop_text(s.get("drop"))
+    if s.get("guarded"):
+        how += f" (Kneedle chose {s['kneedle']}; moved up by the {s['max_drop']:g}-point --max-drop guard)"
+    rival = f" (note: {s['better_rival']})" if s.get("better_rival") else ""
+    return f"{s['heads_before']} -> {s['heads_after']} heads, {how}" + (f"; {cost}" if cost else "") + rival
 
 
 def _reshape_line(s: dict) -> str:

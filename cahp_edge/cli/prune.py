@@ -119,12 +119,19 @@ def prune(
         "selection_accuracy_dense": m["selection_accuracy_dense"],
         "timings": m["timings"],
     }
-    at_k = next((p for p in m.get("curve", []) if p["heads"] == m["k_star"]), None)
+    from cahp_edge import plots
+
+    cost = plots.drop_text(plots.kept_drop({**m, "total_kept": plan.total_kept}))
+    knee = m.get("knee") or {}
+    guard = (f" (Kneedle chose {knee['k_kneedle']}; moved up by the {knee['max_drop_points']:g}-point "
+             "--max-drop guard)") if knee.get("guarded_by_max_drop") else ""
+    rival = plots.better_rival(m)
+    d["rivals"] = m.get("rivals", [])
     human = (
-        f"{opts.method}: keep {plan.total_kept}/{plan.total_heads} heads ({m['budget_source']}), per layer "
-        f"{plan.heads_per_layer}\nselection accuracy: dense {100 * m['selection_accuracy_dense']:.1f}%"
-        + (f", kept {100 * at_k['accuracy']:.1f}% ({-m.get('selection_drop_points', 0.0):+.1f} pt before "
-           "recovery)" if at_k else "")
+        f"{opts.method}: keep {plan.total_kept}/{plan.total_heads} heads ({m['budget_source']}){guard}, "
+        f"per layer {plan.heads_per_layer}"
+        + (f"\n{cost}" if cost else f"\nselection accuracy: dense {100 * m['selection_accuracy_dense']:.1f}%")
+        + (f"\nnote: {rival}" if rival else "")
         + f"\nselection time {m['timings']['selection_s']:.1f}s, total {m['timings']['total_s']:.1f}s"
         + f"\nwrote {out}/ ({', '.join(files)})"
     )

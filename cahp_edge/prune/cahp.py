@@ -58,6 +58,8 @@ class CAHP(_Base):
         round_fraction: float = _DEFAULTS.round_fraction,
         loss_below: float = _DEFAULTS.loss_below,
         loss_examples: int = 128,
+        coverage_from: float = _DEFAULTS.coverage_from,
+        coverage_full: float = _DEFAULTS.coverage_full,
     ) -> None:
         super().__init__(model, adapter, data, seed)
         if clustering not in graph.CLUSTERINGS:
@@ -80,6 +82,10 @@ class CAHP(_Base):
         # representative chosen by measured calibration loss once at most loss_below * N heads remain
         self.loss_below, self.loss_examples = loss_below, loss_examples
         self._loss_batches: Batches | None = None
+        if not 0.0 <= coverage_full <= coverage_from <= 1.0:
+            raise ValueError(
+                f"need 0 <= coverage_full <= coverage_from <= 1, got {coverage_full}, {coverage_from}")
+        self.coverage_from, self.coverage_full = coverage_from, coverage_full
         self.info.update(
             {
                 "clustering": clustering,
@@ -93,6 +99,8 @@ class CAHP(_Base):
                 "round_fraction": round_fraction,
                 "loss_below": loss_below,
                 "loss_examples": loss_examples,
+                "coverage_from": coverage_from,
+                "coverage_full": coverage_full,
             }
         )
 
@@ -135,8 +143,14 @@ class CAHP(_Base):
         return self.index.flat(s).numpy().astype(np.float64)
 
     def _cluster(self, dist: np.ndarray, k: int) -> np.ndarray:
+        """Labels of the budget-aware clustering for a budget of k heads: ``coverage(k)`` groups
+        (labels all -1 when it is 0: no group is protected, salience alone decides)."""
+        c = coverage(k, self.index.n, self.coverage_from, self.coverage_full)
+        self.info.setdefault("coverage", {})[int(k)] = c
+        if c == 0:
+            return np.full(dist.shape[0], -1)
         t0 = (time.perf_counter(), time.process_time())
-        labels = graph.cluster(dist, k, self.clustering, self.seed)
+        labels = graph.cluster(dist, c, self.clustering, self.seed)
         self._time("clustering_s", t0)
         return labels
 
@@ -153,10 +167,10 @@ class CAHP(_Base):
         return dist * w
 
     def _representatives(self, ids: np.ndarray, labels: np.ndarray, sal: np.ndarray, k: int) -> list[int]:
-        """Most salient head of every cluster; if the clustering returned fewer than k groups, the
-        most salient remaining heads fill the budget (so a plan always keeps exactly k heads)."""
+        """Most salient head of every protected cluster; the most salient remaining heads fill the rest
+        of the budget (so a plan always keeps exactly k heads)."""
         kept = []
-        for c in sorted(set(labels.tolist())):
+        for c in sorted(set(labels.tolist()) - {-1}):
             members = ids[labels == c]
             kept.append(int(members[_stable_desc(sal[members])[0]]))
         return _fill(kept, ids, sal, k)
@@ -176,7 +190,7 @@ class CAHP(_Base):
             stride = max(1, round(self.data.calib.num_examples / max(1, self.loss_examples)))
             self._loss_batches = Batches(items[::stride])
         kept = []
-        for c in sorted(set(labels.tolist())):
+        for c in sorted(set(labels.tolist()) - {-1}):
             members = ids[labels == c]
             if len(members) == 1:
                 kept.append(int(members[0]))
@@ -241,6 +255,21 @@ class CAHP(_Base):
         self.info["salience"] = first_sal.tolist()
         self.info["rounds"] = rounds
         return out
+
+
+def coverage(k: int, n: int, start: float, full: float) -> int:
+    """The budget-aware rule: how many of the k kept heads (of n) must represent distinct clusters.
+
+    w(r) at keep ratio r = k / n is 0 for r >= ``start`` (salience order alone), 1 for r <= ``full``
+    (every kept head represents its own cluster: one per cluster, the original CAHP), linear between.
+    Why: removing a few heads costs about the sum of their saliences (first order: each removed head's
+    neighbours still stand in for it), so ranking is right at mild compression; the more heads go, the
+    likelier a whole group of similar heads goes with them, which salience cannot see and clustering
+    prevents (docs/cahp.md, "Budget-aware complementarity").
+    """
+    r = k / n
+    w = 1.0 if r <= full else 0.0 if r >= start else (start - r) / (start - full)
+    return round(k * w)
 
 
 def _rounds(n: int, step: int, counts: list[int]) -> int:

@@ -20,6 +20,7 @@ from torch import nn
 
 from cahp_edge.arch import Adapter
 from cahp_edge.prune.batches import Batches
+from cahp_edge.prune.paired import mcnemar
 from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
 from cahp_edge.prune.select import PruneOptions, make_selector, versions
 from cahp_edge.prune.sweep import HeadIndex, SelectionData
@@ -38,19 +39,6 @@ FIELDS = (
     "only_this",
     "mcnemar_p",
 )
-
-
-def mcnemar(ref: torch.Tensor, other: torch.Tensor) -> dict:
-    """Exact McNemar test of two classifiers' (N,) bool correctness on the same examples."""
-    from scipy.stats import binomtest
-
-    only_ref, only_this = int((ref & ~other).sum()), int((~ref & other).sum())
-    n = only_ref + only_this
-    return {
-        "only_reference": only_ref,
-        "only_this": only_this,
-        "mcnemar_p": float(binomtest(only_ref, n).pvalue) if n else 1.0,
-    }
 
 
 def run_compare(

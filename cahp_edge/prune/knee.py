@@ -10,8 +10,11 @@ accuracy -- on a grid from a floor k_min up to all heads N:
 3. Knee k* = the smallest k maximising y - x (Kneedle, Satopaa et al. 2011, for a concave increasing
    curve: the point farthest above the chord from the floor to the full model). A flat or decreasing
    fit (max y - x <= 0) has no knee, and k* = N (keep everything: pruning buys nothing safely).
-4. Guard ``max_drop`` (accuracy points, optional): if f(k*) < f(N) - max_drop, move k* up to the
-   smallest k with f(k) >= f(N) - max_drop.
+4. Guard ``max_drop`` (accuracy points; default ``PruneOptions.max_drop``): move k* up to the
+   smallest *measured* count from which every measured count up to N scores at least
+   a(N) - max_drop. The guard reads the measurements, not the fit, because the measured drop at the
+   kept count is what the plan, the report and the model card state: it can never exceed the guard.
+   Kneedle reads the curve's shape; the guard reads how much is lost.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Knee:
     degree: int
     fitted: list[tuple[int, float]]  # (k, f(k)) for every integer k in [k_min, N]
     guarded: bool = False
+    max_drop: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +56,8 @@ class Knee:
             "coef": self.coef,
             "domain": self.domain,
             "guarded_by_max_drop": self.guarded,
+            "max_drop_points": self.max_drop,
+            "guard": "every measured count >= k within max_drop points of dense selection accuracy",
             "definition": "smallest k maximising normalised f(k) - normalised k (Kneedle on the fit)",
         }
 
@@ -90,19 +96,14 @@ def find_knee(ks: list[int], accs: list[float], degree: int = 3, max_drop: float
     k_star = int(grid[i]) if i >= 0 else k_max
     k_knee, guarded = k_star, False
     if max_drop is not None:
-        floor = f[-1] - max_drop
-        ok = np.nonzero(f >= floor)[0]
-        first_ok = int(grid[ok[0]]) if ok.size else k_max
-        # the first k from which the fit stays above the floor all the way up
-        above = f >= floor
-        tail = k_max
-        for j in range(len(grid) - 1, -1, -1):
-            if not above[j]:
+        dense = pts[-1][1]  # the measured point at the largest count (all heads in the product)
+        ok_from = k_max
+        for k, a in reversed(pts):
+            if a < dense - max_drop - 1e-9:
                 break
-            tail = int(grid[j])
-        first_ok = max(first_ok, tail)
-        if k_star < first_ok:
-            k_star, guarded = first_ok, True
+            ok_from = int(k)
+        if k_star < ok_from:
+            k_star, guarded = ok_from, True
     return Knee(
         k_star,
         k_knee,
@@ -111,4 +112,5 @@ def find_knee(ks: list[int], accs: list[float], degree: int = 3, max_drop: float
         int(poly.degree()),
         [(int(k), float(v)) for k, v in zip(grid, f, strict=True)],
         guarded,
+        max_drop,
     )

@@ -38,6 +38,25 @@ class CahpOptions(StageOptions):
     loss_below: float = opt(
         0.0, "CAHP: at <= this fraction of heads, representatives by measured loss (0 = off).",
         ge=0.0, le=1.0)
+    coverage_from: float = opt(
+        0.5, "CAHP: keep ratio at or above which salience alone decides (no cluster is protected).",
+        ge=0.0, le=1.0)
+    coverage_full: float = opt(
+        0.125, "CAHP: keep ratio at or below which every kept head represents its own cluster.",
+        ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _coverage_order(self) -> CahpOptions:
+        if self.coverage_full > self.coverage_from:
+            raise ValueError(
+                f"--coverage-full {self.coverage_full} is above --coverage-from {self.coverage_from}: "
+                "full coverage must start at or below the keep ratio where coverage starts")
+        return self
+
+
+# points of selection accuracy the automatic knee may lose before recovery: what the default recovery
+# brought back to within 1 point of dense on held-out training data (docs/cahp.md, "The knee's guard")
+DEFAULT_MAX_DROP = 3.0
 
 
 @dataclass(frozen=True)
@@ -77,19 +96,35 @@ class PruneOptions(CahpOptions):
 
     method: MethodName = opt("cahp", "Selection method.")
     degree: int = opt(3, "Polynomial degree of the knee fit.", ge=1, le=10)
-    max_drop: float | None = opt(
-        None, "Max selection-accuracy drop at the knee, in accuracy points.", ge=0.0, le=100.0)
+    max_drop: float = opt(
+        DEFAULT_MAX_DROP,
+        "Most selection-accuracy points the automatic knee may lose vs dense, before recovery "
+        "(100 = no guard).", ge=0.0, le=100.0)
     heads: int | None = opt(None, "Keep exactly N heads (skips the knee).", ge=1)
     keep_ratio: float | None = opt(None, "Keep this fraction of heads (skips the knee).", gt=0.0, le=1.0)
     floor: int | None = opt(None, "Smallest head count the knee sweep tries (default: heads // 16).", ge=1)
     grid_points: int = opt(14, "Head counts the knee sweep tries.", ge=3, le=200)
     seed: int = opt(0, "Seed for splits, selection and training.")
+    rivals: str = opt(
+        "michel,uniform",
+        "Methods also scored at the chosen head count on the selection split; a better one is "
+        "reported with its numbers (comma-separated; 'none' = off).",
+        examples=["none", "michel,oneshot,uniform"])
 
     @model_validator(mode="after")
     def _one_budget(self) -> PruneOptions:
         if self.heads is not None and self.keep_ratio is not None:
             raise ValueError("--heads and --keep-ratio both given: they set the same budget; pass only one")
+        unknown = [r for r in self.rival_methods() if r not in METHODS]
+        if unknown:
+            raise ValueError(f"--rivals names unknown method(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(METHODS)} or 'none'")
         return self
+
+    def rival_methods(self) -> list[str]:
+        """The rival methods to score, without the chosen method itself."""
+        names = [r.strip() for r in self.rivals.split(",") if r.strip()]
+        return [] if names == ["none"] else [r for r in dict.fromkeys(names) if r != self.method]
 
     def method_options(self) -> dict[str, Any]:
         """The keyword options the chosen method's selector takes (its own options model's fields)."""

@@ -22,7 +22,7 @@ from cahp_edge.errors import UsageError
 from cahp_edge.plan import HeadPlan
 from cahp_edge.prune.knee import find_knee
 from cahp_edge.prune.options import METHODS, PruneOptions
-from cahp_edge.prune.salience import masked_eval
+from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
 from cahp_edge.prune.sweep import HeadIndex, SelectionData, default_grid, run_sweep
 
 # what "selection time" counts (the sweep's accuracy evaluations are excluded)
@@ -73,6 +73,30 @@ def versions() -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+
+
+def score_rivals(model, adapter, data: SelectionData, options: PruneOptions, k: int, chosen: torch.Tensor,
+                 tick: Callable[[str, int, int], None]) -> list[dict]:
+    """Each rival method at the same head count on the same selection examples as the chosen plan:
+    accuracy, and the exact McNemar test of the pair (so a user never ships a worse plan because of
+    the default method without being told)."""
+    from cahp_edge.prune.paired import mcnemar
+
+    ours, _ = masked_outcomes(model, adapter, data.select, chosen)
+    out = []
+    rivals = options.rival_methods()
+    for i, name in enumerate(rivals):
+        tick("rival methods", i, len(rivals))
+        t0 = time.perf_counter()
+        sel = make_selector(model, adapter, data, PruneOptions(**{**options.model_dump(), "method": name}))
+        theirs, _ = masked_outcomes(model, adapter, data.select, sel.masks([k])[k])
+        test = mcnemar(ours, theirs)
+        out.append({"method": name, "heads": k, "selection_accuracy": accuracy_of(theirs),
+                    "chosen_accuracy": accuracy_of(ours), "only_chosen": test["only_reference"],
+                    "only_rival": test["only_this"], "mcnemar_p": test["mcnemar_p"],
+                    "seconds": round(time.perf_counter() - t0, 2)})
+    tick("rival methods", len(rivals), len(rivals))
+    return out
 
 
 def select_heads(
@@ -133,7 +157,7 @@ def select_heads(
                        known={n: (dense_acc, dense_loss)})
         ks = [p.k for p in sw.points]
         accs = [100.0 * p.accuracy for p in sw.points]
-        knee = find_knee(ks, accs, options.degree, options.max_drop if options.max_drop is not None else None)
+        knee = find_knee(ks, accs, options.degree, options.max_drop)
         # masks exist on the grid only: take the smallest grid count at or above the knee
         k_star = min(k for k in ks if k >= knee.k)
         masks = sw.masks
@@ -153,6 +177,8 @@ def select_heads(
     at_k = next((p for p in meta["curve"] if p["heads"] == k_star), None)
     if at_k is not None:  # what the chosen count costs on the selection split, before any recovery
         meta["selection_drop_points"] = round(100 * (dense_acc - at_k["accuracy"]), 2)
+    if options.rival_methods() and k_star < n:
+        meta["rivals"] = score_rivals(model, adapter, data, options, k_star, masks[k_star], tick)
     info = dict(sel.info)
     sal = info.pop("salience", None) or info.pop("score", None)
     if sal is not None:
@@ -162,6 +188,8 @@ def select_heads(
     t = info.get("timings", {})
     t["selection_s"] = sum(t.get(k, 0.0) for k in SELECTION_STAGES)
     t["selection_cpu_s"] = sum(t.get(k.replace("_s", "_cpu_s"), 0.0) for k in SELECTION_STAGES)
+    if meta.get("rivals"):
+        t["rivals_s"] = round(sum(r["seconds"] for r in meta["rivals"]), 2)
     t["total_s"] = time.perf_counter() - t_start
     meta["timings"] = t
     meta["versions"] = versions()

@@ -91,9 +91,8 @@ def _budget_rows(verdict: dict) -> list[list[str]]:
 
 
 def _knee_text(plan: dict, knee: dict) -> str:
-    d = plots.kept_drop(plan)
-    cost = (f"; selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
-            f"({-d['drop_points']:+.1f} pt before recovery)") if d else ""
+    cost = plots.drop_text(plots.kept_drop(plan))
+    cost = f"; {cost}" if cost else ""
     if "k" not in knee:
         return ", head count fixed by --heads / --keep-ratio" + cost
     kept = plan.get("k_star", knee["k"])

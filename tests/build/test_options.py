@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic.fields import FieldInfo
@@ -45,7 +46,7 @@ def _same_field(a: FieldInfo, b: FieldInfo) -> bool:
 
 def _other_value(info: FieldInfo):
     """A valid value different from the field's default (to prove the field reaches the cache key)."""
-    allowed = choices(info)
+    allowed = choices(info) or info.examples
     if allowed:
         return next(c for c in allowed if c != info.default)
     types = set(typing.get_args(info.annotation)) | {info.annotation}
@@ -198,6 +199,38 @@ def test_max_drop_means_points_in_prune_and_build(monkeypatch, tmp_path):
     assert seen["opts"].salience_kind == "fisher"
     with pytest.raises(UsageError, match=r"--max-drop 101.0 is out of range.*\[0, 100\]"):
         PruneOptions(max_drop=101.0)
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "3", "7.25", "100"])
+def test_max_drop_values_are_the_same_in_prune_and_build(monkeypatch, tmp_path, value):
+    """The same --max-drop strings parse to the same points in both commands, and the default (no flag)
+    is the same documented guard; the guard is one knee computation for both (select_heads)."""
+    from cahp_edge import cli
+    from cahp_edge.build import pipeline
+    from cahp_edge.cli import prune as prune_cli
+    from cahp_edge.prune import select
+    from cahp_edge.prune.options import DEFAULT_MAX_DROP
+
+    seen = {}
+
+    def fake_build(opts, force=False, events=None):
+        seen["build"] = PruneOptions.pick(opts).max_drop
+        raise KeyboardInterrupt
+
+    def fake_check(options, n):
+        seen["prune"] = options.max_drop
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "build", fake_build)
+    monkeypatch.setattr(prune_cli, "_load", lambda *a: (SimpleNamespace(heads_per_layer=[12] * 6), None))
+    monkeypatch.setattr(select, "check_options", fake_check)
+    for argv in (["--max-drop", value], []):
+        seen.clear()
+        for cmd in (["build", "--target", "host"], ["prune"]):
+            with pytest.raises(SystemExit):
+                cli.main([*cmd, "--model", "m", "--data", "d", "--out", str(tmp_path / "o"), *argv])
+        assert seen["build"] == seen["prune"] == (float(value) if argv else DEFAULT_MAX_DROP)
+        assert PruneOptions(**({"max_drop": value} if argv else {})).max_drop == seen["build"]
 
 
 def test_method_registry_and_its_options():

@@ -52,5 +52,35 @@ def test_max_drop_guard_moves_knee_up():
     free = find_knee(list(ks), list(acc), degree=6)
     guarded = find_knee(list(ks), list(acc), degree=6, max_drop=0.5)
     assert guarded.guarded and guarded.k > free.k
-    f = dict(guarded.fitted)
-    assert f[guarded.k] >= f[max(f)] - 0.5 - 1e-9
+    measured = dict(zip(ks.tolist(), acc.tolist(), strict=True))
+    assert all(measured[k] >= measured[72] - 0.5 for k in measured if k >= guarded.k)
+    assert measured[max(k for k in measured if k < guarded.k)] < measured[72] - 0.5  # the smallest such k
+
+
+# a steep but deep knee: accuracy climbs fast to ~55 by 12 heads, then creeps up to 62.9 at all 72, so
+# Kneedle on the default cubic fit (shape only) picks ~23 heads where 5+ points are lost (issue 14's RTE case)
+DEEP_KS = [4, 6, 8, 10, 12, 15, 18, 24, 30, 36, 45, 54, 63, 72]
+DEEP_ACC = [20.0, 40.0, 50.0, 54.0, 55.5, 56.2, 56.8, 57.5, 58.8, 60.0, 61.0, 61.9, 62.5, 62.9]
+
+
+@pytest.mark.parametrize("max_drop, expected", [(100.0, None), (5.0, 30), (3.0, 36), (1.0, 54), (0.0, 72)])
+def test_guard_moves_a_deep_knee_up_to_the_stated_drop(max_drop, expected):
+    free = find_knee(DEEP_KS, DEEP_ACC, degree=3)
+    snapped = min(k for k in DEEP_KS if k >= free.k)
+    assert 62.9 - dict(zip(DEEP_KS, DEEP_ACC, strict=True))[snapped] > 5  # the unguarded knee loses > 5
+    kn = find_knee(DEEP_KS, DEEP_ACC, degree=3, max_drop=max_drop)
+    assert kn.k_kneedle == free.k and kn.max_drop == max_drop
+    if expected is None:
+        assert kn.k == free.k and not kn.guarded
+    else:  # the smallest measured count from which every larger count is within max_drop of dense
+        assert kn.k == expected and kn.guarded
+        assert kn.to_dict()["max_drop_points"] == max_drop
+
+
+def test_guard_ignores_a_lucky_point_below_a_deep_dip():
+    """A noisy high point under a dip does not let the knee sit below the dip: every count above k must
+    stay within the guard."""
+    ks = [4, 8, 12, 18, 24, 36, 48, 72]
+    acc = [40.0, 50.0, 60.5, 55.0, 59.0, 60.0, 60.5, 61.0]  # 12 is lucky, 18 dips 6 points
+    kn = find_knee(ks, acc, degree=3, max_drop=3.0)
+    assert kn.k == 24

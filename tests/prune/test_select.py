@@ -55,7 +55,8 @@ def test_every_method_keeps_exactly_the_budget(setup, method):
 
 def test_oneshot_cahp_keeps_one_representative_per_cluster(setup):
     m, ad, data = setup
-    sel = CAHP(m, ad, data, seed=0, schedule="oneshot")
+    # full coverage at every budget: the one-per-cluster end of the budget-aware rule (test_coverage.py)
+    sel = CAHP(m, ad, data, seed=0, schedule="oneshot", coverage_from=1.0, coverage_full=1.0)
     masks = sel.masks([6, 3])
     for k, mask in masks.items():
         labels = np.array(sel.info["clusters"][k])
@@ -168,3 +169,52 @@ def test_cahp_salience_options(setup):
             assert sel.info["loss_evaluations"] > 0 and sel.info["timings"]["representative_loss_s"] > 0
     with pytest.raises(ValueError, match="round_fraction"):
         CAHP(m, ad, data, round_fraction=0.0)
+
+
+def test_rivals_are_scored_on_the_same_selection_examples(setup):
+    """Each rival method at the chosen count, paired with the chosen plan: the accuracy gap equals the
+    discordant counts over the selection examples, and the plan and the one-line note agree."""
+    from cahp_edge import plots
+    from cahp_edge.prune.salience import masked_eval
+
+    m, ad, data = setup
+    plan = select_heads(m, ad, data, PruneOptions(method="cahp", heads=5, rivals="michel,uniform,random"))
+    rivals = plan.meta["rivals"]
+    assert [r["method"] for r in rivals] == ["michel", "uniform", "random"]
+    n = data.select.num_examples
+    ours = masked_eval(m, ad, data.select, torch.tensor(plan.mask(), dtype=torch.float32))[0]
+    for r in rivals:
+        assert r["heads"] == 5 and r["chosen_accuracy"] == pytest.approx(ours)
+        gap = (r["only_rival"] - r["only_chosen"]) / n
+        assert r["selection_accuracy"] - r["chosen_accuracy"] == pytest.approx(gap)
+        assert 0.0 <= r["mcnemar_p"] <= 1.0
+    note = plots.better_rival(plan.meta)
+    best = max(rivals, key=lambda r: r["selection_accuracy"])
+    if best["selection_accuracy"] > best["chosen_accuracy"]:
+        assert note.startswith(f"{best['method']} scores {100 * best['selection_accuracy']:.1f}% vs cahp")
+        assert f"--method {best['method']}" in note
+    else:
+        assert note is None
+    off = select_heads(m, ad, data, PruneOptions(method="cahp", heads=5, rivals="none"))
+    assert "rivals" not in off.meta
+    same = select_heads(m, ad, data, PruneOptions(method="michel", heads=5, rivals="michel"))
+    assert "rivals" not in same.meta  # the chosen method is not its own rival
+
+
+def test_better_rival_note_wording():
+    from cahp_edge import plots
+
+    row = {"method": "michel", "heads": 24, "selection_accuracy": 0.581, "chosen_accuracy": 0.557,
+           "only_chosen": 10, "only_rival": 22, "mcnemar_p": 0.0501}
+    assert plots.better_rival({"method": "cahp", "rivals": [row]}) == (
+        "michel scores 58.1% vs cahp 55.7% on the selection split at 24 heads (+2.4 pt, McNemar p = 0.05 "
+        "on 32 differing examples); to ship its plan, pass --method michel")
+    worse = {**row, "selection_accuracy": 0.55}
+    assert plots.better_rival({"method": "cahp", "rivals": [worse]}) is None
+    assert plots.better_rival({"method": "cahp"}) is None
+
+
+@pytest.mark.parametrize("bad", ["michle", "cahp,foo", "none,michel"])
+def test_unknown_rival_is_a_usage_error(bad):
+    with pytest.raises(UsageError, match="--rivals"):
+        PruneOptions(rivals=bad)
