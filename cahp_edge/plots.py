@@ -70,6 +70,14 @@ def drop_text(d: dict | None) -> str:
             f"({-d['drop_points']:+.1f} pt before recovery)")
 
 
+def guard_text(knee: dict | None) -> str:
+    """The one wording of a knee the --max-drop guard moved (plan ``knee``); "" when it did not."""
+    if not knee or not knee.get("guarded_by_max_drop"):
+        return ""
+    return (f"Kneedle chose {knee['k_kneedle']}, moved up to {knee['k']} by the "
+            f"{knee['max_drop_points']:g}-point --max-drop guard")
+
+
 def better_rival(plan: dict) -> str | None:
     """One line when another method scored higher than the chosen plan at the same head count on the
     selection split (plan ``rivals``, scored by select_heads), with its numbers; None otherwise."""

@@ -374,8 +374,8 @@ def _prune_line(s: dict) -> str:
     else:
         how = f"knee at k={s['k_star']} (degree {s['degree']})"
     cost = drop_text(s.get("drop"))
-    if s.get("guarded"):
-        how += f" (Kneedle chose {s['kneedle']}; moved up by the {s['max_drop']:g}-point --max-drop guard)"
+    if s.get("guard"):
+        how += f" ({s['guard']})"
     rival = f" (note: {s['better_rival']})" if s.get("better_rival") else ""
     return f"{s['heads_before']} -> {s['heads_after']} heads, {how}" + (f"; {cost}" if cost else "") + rival
 

@@ -188,7 +188,7 @@ def prune(
     from cahp_edge.data import check_task
     from cahp_edge.fsutil import atomic_dir
     from cahp_edge.model.load import load_model
-    from cahp_edge.plots import better_rival, kept_drop
+    from cahp_edge.plots import better_rival, guard_text, kept_drop
     from cahp_edge.prune.artifact import write_plan_dir
     from cahp_edge.prune.batches import from_dataset
     from cahp_edge.prune.select import select_heads
@@ -222,9 +222,7 @@ def prune(
         "selection_accuracy_dense": m.get("selection_accuracy_dense"),
         "selection_s": (m.get("timings") or {}).get("selection_s"),
         "drop": kept_drop({**m, "total_kept": plan.total_kept}),
-        "kneedle": knee.get("k_kneedle"),
-        "guarded": bool(knee.get("guarded_by_max_drop")),
-        "max_drop": knee.get("max_drop_points"),
+        "guard": guard_text(knee),
         "better_rival": better_rival(m),
     }
 

@@ -122,9 +122,8 @@ def prune(
     from cahp_edge import plots
 
     cost = plots.drop_text(plots.kept_drop({**m, "total_kept": plan.total_kept}))
-    knee = m.get("knee") or {}
-    guard = (f" (Kneedle chose {knee['k_kneedle']}; moved up by the {knee['max_drop_points']:g}-point "
-             "--max-drop guard)") if knee.get("guarded_by_max_drop") else ""
+    guard = plots.guard_text(m.get("knee"))
+    guard = f" ({guard})" if guard else ""
     rival = plots.better_rival(m)
     d["rivals"] = m.get("rivals", [])
     human = (

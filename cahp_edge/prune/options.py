@@ -106,7 +106,7 @@ class PruneOptions(CahpOptions):
     grid_points: int = opt(14, "Head counts the knee sweep tries.", ge=3, le=200)
     seed: int = opt(0, "Seed for splits, selection and training.")
     rivals: str = opt(
-        "michel,uniform",
+        "oneshot,uniform",  # one salience pass each; michel adds a full descent (~1 min on MiniLM)
         "Methods also scored at the chosen head count on the selection split; a better one is "
         "reported with its numbers (comma-separated; 'none' = off).",
         examples=["none", "michel,oneshot,uniform"])

@@ -14,6 +14,24 @@ def test_prune_line_names_the_fits_knee_and_the_kept_count():
     assert _prune_line({**s, "budget_source": "--heads/--keep-ratio"}) == "72 -> 32 heads, fixed budget"
 
 
+def test_prune_line_says_when_the_guard_moved_the_knee_and_when_a_rival_scores_higher():
+    from cahp_edge.plots import better_rival, guard_text
+
+    knee = {"k": 36, "k_kneedle": 23, "guarded_by_max_drop": True, "max_drop_points": 3.0}
+    rival = {"method": "uniform", "heads": 36, "selection_accuracy": 0.62, "chosen_accuracy": 0.6,
+             "only_chosen": 4, "only_rival": 14, "mcnemar_p": 0.031}
+    s = {"heads_before": 72, "heads_after": 36, "budget_source": "knee", "k_star": 36, "knee": 36,
+         "degree": 3,
+         "drop": {"heads": 36, "dense": 0.629, "kept": 0.6, "drop_points": 2.9},
+         "guard": guard_text(knee), "better_rival": better_rival({"method": "cahp", "rivals": [rival]})}
+    assert _prune_line(s) == (
+        "72 -> 36 heads, knee at k=36 (degree 3) (Kneedle chose 23, moved up to 36 by the 3-point --max-drop "
+        "guard); selection accuracy 60.0% vs dense 62.9% (-2.9 pt before recovery) (note: uniform scores "
+        "62.0% vs cahp 60.0% on the selection split at 36 heads (+2.0 pt, McNemar p = 0.031 on 18 differing "
+        "examples); to ship its plan, pass --method uniform)")
+    assert guard_text({**knee, "guarded_by_max_drop": False}) == "" == guard_text(None)
+
+
 def test_budget_words_match_the_verdict_status():
     incomplete = {"status": "incomplete", "failed": [], "skipped": ["p90_latency_ms"]}
     assert _word(incomplete) == "incomplete (not measured: p90_latency_ms)"
