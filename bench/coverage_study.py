@@ -59,7 +59,8 @@ def run(a) -> None:
                          from_dataset(lm.tokenizer, sp.select, 128, 64))
     ev = from_dataset(lm.tokenizer, align_labels(load_dataset(str(dev)), m.config.id2label), 128, 64)
     n = sum(lm.heads_per_layer)
-    budgets = sorted({round(n * r) for r in (0.5, 1 / 3, 0.25, 0.125)}, reverse=True)
+    ratios = [float(eval(x)) for x in a.ratios.split(",")]  # "1/3" allowed: --ratios is typed by us
+    budgets = sorted({round(n * r) for r in ratios}, reverse=True)
     res = {"task": a.task, "model": a.model, "budgets": budgets, "calib": len(sp.calib),
            "decision": len(sp.select),
            "dense_decision": masked_eval(m, ad, data.select)[0], "dense_dev": masked_eval(m, ad, ev)[0],
@@ -140,6 +141,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated variant/baseline names")
     ap.add_argument("--skip", default="cov 0.375-0.125",  # time: run on SST-5 and the first RTE model
                     help="comma-separated variant/baseline names to leave out")
+    ap.add_argument("--ratios", default="0.5,1/3,0.25,0.125", help="kept shares of heads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--merge", nargs="*")

@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--guards", default="100,6,4,3,2,1", help="max-drop values (points); 100 = no guard")
     ap.add_argument("--seeds", default="0", help="recovery seeds")
-    ap.add_argument("--only-count", type=int, default=0, help="recover only this head count")
+    ap.add_argument("--counts", default="", help="recover these grid counts instead of the guarded knees'")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -92,7 +92,8 @@ def main() -> None:
         counts[g] = k
         res["knees"][g] = {"kneedle": kn.k_kneedle, "k": k, "drop": 100 * dense_sel - accs[ks.index(k)]}
     print(json.dumps({"dense_select": dense_sel, "knees": res["knees"]}), flush=True)
-    todo = sorted({k for k in counts.values() if k < n} if not a.only_count else {a.only_count}, reverse=True)
+    extra = {int(x) for x in a.counts.split(",") if x}
+    todo = sorted(extra or {k for k in counts.values() if k < n}, reverse=True)
     for k in todo:
         mask = sw.masks[k]
         before_dev = masked_eval(m, ad, dev_b, mask)[0]

@@ -145,13 +145,11 @@ class CAHP(_Base):
     def _cluster(self, dist: np.ndarray, k: int) -> np.ndarray:
         """Labels of the budget-aware clustering for a budget of k heads: ``coverage(k)`` groups
         (labels all -1 when it is 0: no group is protected, salience alone decides)."""
+        t0 = (time.perf_counter(), time.process_time())
         c = coverage(k, self.index.n, self.coverage_from, self.coverage_full)
         self.info.setdefault("coverage", {})[int(k)] = c
-        if c == 0:
-            return np.full(dist.shape[0], -1)
-        t0 = (time.perf_counter(), time.process_time())
-        labels = graph.cluster(dist, c, self.clustering, self.seed)
-        self._time("clustering_s", t0)
+        labels = graph.cluster(dist, c, self.clustering, self.seed) if c else np.full(dist.shape[0], -1)
+        self._time("clustering_s", t0)  # recorded (as ~0) when no group is protected, too
         return labels
 
     def _weighted(self, dist: np.ndarray, sal: np.ndarray) -> np.ndarray:

@@ -39,11 +39,11 @@ class CahpOptions(StageOptions):
         0.0, "CAHP: at <= this fraction of heads, representatives by measured loss (0 = off).",
         ge=0.0, le=1.0)
     coverage_from: float = opt(
-        0.5, "CAHP: keep ratio at or above which salience alone decides (no cluster is protected).",
+        0.125, "CAHP: keep ratio at or above which salience alone decides (no cluster is protected).",
         ge=0.0, le=1.0)
     coverage_full: float = opt(
-        0.125, "CAHP: keep ratio at or below which every kept head represents its own cluster.",
-        ge=0.0, le=1.0)
+        0.0625, "CAHP: keep ratio at or below which every kept head represents its own cluster.",
+        ge=0.0, le=1.0, examples=[0.03125, 0.0])
 
     @model_validator(mode="after")
     def _coverage_order(self) -> CahpOptions:

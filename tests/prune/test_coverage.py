@@ -11,28 +11,28 @@ import pytest
 from cahp_edge.prune.cahp import CAHP, coverage
 from cahp_edge.prune.options import CahpOptions, PruneOptions
 
-LAYERS, HEADS, GROUPS = 8, 8, 8
+LAYERS, HEADS, GROUPS = 8, 8, 4
 N = LAYERS * HEADS
-GROUP = np.arange(N) % GROUPS  # head h belongs to group h % 8: every group spans several layers
+GROUP = np.arange(N) % GROUPS  # head h belongs to group h % 4: every group spans all layers
 
 
 def _graph() -> np.ndarray:
     """Near-zero distances inside a group, 1 across groups (an ideal JSD graph); the closest pair of all
-    is two of group 0's salient heads (0 and 8), which the one-per-cluster rule would merge first."""
+    is two of group 0's salient heads (0 and 4), which the one-per-cluster rule would merge first."""
     d = np.where(GROUP[:, None] == GROUP[None, :], 1e-4, 1.0)
-    d[0, 8] = d[8, 0] = 1e-9
+    d[0, 4] = d[4, 0] = 1e-9
     np.fill_diagonal(d, 0.0)
     return d
 
 
 def _salience() -> np.ndarray:
-    """Group 0 holds the 8 most salient heads, so salience order alone would keep only group 0 at k = 8;
-    inside every other group salience falls with the member index, and the groups interleave (no group
-    is the least salient as a whole), so mild cuts never empty a group."""
+    """Group 0 holds the 4 most salient heads, so salience order alone would keep only group 0 at k = 4;
+    below them salience falls with the member index in every group and the groups interleave (no group
+    is the least salient as a whole), so the salience-only rounds of a mild cut never empty a group."""
     s = np.empty(N)
     for h in range(N):
         g, j = GROUP[h], h // GROUPS
-        s[h] = 100.0 - j if g == 0 else 10.0 - j + 0.01 * g
+        s[h] = 100.0 - j if g == 0 and j < 4 else 10.0 - 0.5 * j + 0.01 * g
     return s
 
 
@@ -57,15 +57,15 @@ def test_one_head_less_is_salience_order(schedule):
     by_salience = sorted(np.argsort(-sal, kind="stable")[: N - 1].tolist())
     for clustering in ("spectral", "agglomerative"):
         assert _kept(_selector(schedule, clustering=clustering), N - 1) == by_salience
-    # one per cluster (average linkage merges the closest pair first) drops salient head 8 instead
+    # one per cluster (average linkage merges the closest pair first) drops salient head 4 instead
     old = _kept(_selector(schedule, coverage_from=1.0, coverage_full=1.0, clustering="agglomerative"), N - 1)
-    assert set(range(N)) - set(old) == {8}
+    assert set(range(N)) - set(old) == {4}
 
 
 @pytest.mark.parametrize("schedule", ["iterative", "oneshot"])
 def test_deep_cut_is_one_head_per_cluster(schedule):
-    """k = N/8 = the number of groups at keep ratio 0.125 (full coverage): the most salient head of
-    every group, although salience alone would keep group 0 only."""
+    """k = N/16 = the number of groups, keep ratio 0.0625 (full coverage by default): the most salient
+    head of every group, although salience alone would keep group 0 only."""
     sal = _salience()
     kept = _kept(_selector(schedule), GROUPS)
     assert sorted(GROUP[kept].tolist()) == list(range(GROUPS))
@@ -86,11 +86,14 @@ def test_salience_only_setting_is_importance_ranking_at_every_budget(schedule):
 
 def test_coverage_count_schedule():
     d = CahpOptions()
-    counts = {k: coverage(k, 72, d.coverage_from, d.coverage_full) for k in (71, 36, 24, 18, 9, 4)}
-    assert counts[71] == counts[36] == 0  # mild: salience alone
-    assert counts[9] == 9 and counts[4] == 4  # deep: every kept head its own cluster
-    assert 0 < counts[24] < 24 and 0 < counts[18] < 18
-    assert counts[18] / 18 > counts[24] / 24  # the protected share grows with compression
+    counts = {k: coverage(k, 72, d.coverage_from, d.coverage_full) for k in (71, 36, 24, 18, 9, 6, 5, 4)}
+    assert counts[71] == counts[36] == counts[24] == counts[18] == counts[9] == 0  # down to 12.5%: salience
+    assert counts[4] == 4  # deep: every kept head its own cluster
+    assert 0 < counts[6] < 6 and 0 < counts[5] <= 5
+    assert counts[5] / 5 > counts[6] / 6  # the protected share grows with compression
+    ramp = {k: coverage(k, 72, 0.5, 0.125) for k in (36, 24, 18, 9)}  # a wider ramp, same shape
+    assert ramp[36] == 0 and 0 < ramp[24] < 24 and 0 < ramp[18] < 18 and ramp[9] == 9
+    assert ramp[18] / 18 > ramp[24] / 24
     assert coverage(24, 72, 1.0, 1.0) == 24 and coverage(24, 72, 0.0, 0.0) == 0  # the two ends
 
 

@@ -158,7 +158,7 @@ def test_cahp_salience_options(setup):
         {"salience_kind": "fisher"},
         {"salience_labels": "predicted"},
         {"round_fraction": 0.5},
-        {"loss_below": 1.0},
+        {"loss_below": 1.0, "coverage_from": 1.0, "coverage_full": 1.0},  # clusters at every budget
     )
     for kw in options:
         sel = CAHP(m, ad, data, seed=0, **kw)
