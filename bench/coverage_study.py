@@ -34,6 +34,7 @@ VARIANTS = {  # name: (coverage_from, coverage_full); "one-per-cluster" is CAHP 
     "cov 0.5-0.125": (0.5, 0.125),
     "cov 0.375-0.125": (0.375, 0.125),  # skipped by default (--skip): ran on SST-5 and RTE s0 only
     "salience only": (0.0, 0.0),
+    "default 0.125-0.0625": (0.125, 0.0625),  # the product default; == salience only down to 12.5%
 }
 BASELINES = ("michel", "oneshot", "uniform")
 
@@ -84,12 +85,20 @@ def run(a) -> None:
             correct[(name, k)] = (dec_c, dev_c)
             row[k] = {"decision": accuracy_of(dec_c), "dev": accuracy_of(dev_c),
                       "per_layer": [int(x) for x in masks[k].sum(1)],
-                      "dec_correct": dec_c.int().tolist(), "dev_correct": dev_c.int().tolist()}
+                      "dec_correct": "".join(map(str, dec_c.int().tolist())),
+                      "dev_correct": "".join(map(str, dev_c.int().tolist()))}
         res["rows"][name] = row
         print(f"{a.task} {name}: " + " ".join(
             f"{k}:{100 * row[k]['decision']:.1f}/{100 * row[k]['dev']:.1f}" for k in budgets)
             + f" ({row['selection_s']:.0f}s)", flush=True)
         Path(a.out).write_text(json.dumps(res, default=str))
+
+
+def _bits(v):
+    """Per-example correctness as stored: a list of 0/1 or a '0101...' string (bench/results/)."""
+    import numpy as np
+
+    return np.array([c == "1" for c in v] if isinstance(v, str) else v, bool)
 
 
 def merge(files: list[str], chosen: str) -> None:
@@ -112,11 +121,16 @@ def merge(files: list[str], chosen: str) -> None:
         means = [float(np.mean(g)) for g in gaps]
         print(f"{name:<18}" + "".join(f"{v:>8.2f}" for v in means)
               + f"{np.mean(means):>8.2f}{min(min(g) for g in gaps):>8.2f}")
+    print("\nper run, decision split accuracy (%)")
+    for r in runs:
+        print(f"{r['task']} {r['model']} (dense {100 * r['dense_decision']:.1f}%, {r['decision']} rows): "
+              + "; ".join(f"{x} " + "/".join(f"{100 * r['rows'][x][str(k)]['decision']:.1f}" for k in budgets)
+                          for x in names))
     print(f"\ndev / validation, {chosen} vs each baseline (exact McNemar p, only-{chosen}/only-baseline)")
     for r in runs:
         print(f"\n{r['task']} {r['model']} (dense dev {100 * r['dense_dev']:.1f}%)")
         print(f"{'method':<18}" + "".join(f"{k:>22}" for k in budgets))
-        for name in [chosen, "one-per-cluster", *BASELINES]:
+        for name in dict.fromkeys([chosen, "one-per-cluster", *BASELINES]):
             if name not in r["rows"]:
                 continue
             cells = []
@@ -124,8 +138,7 @@ def merge(files: list[str], chosen: str) -> None:
                 row = r["rows"][name][str(k)]
                 cell = f"{100 * row['dev']:.1f}"
                 if name in BASELINES:
-                    a_ = np.array(r["rows"][chosen][str(k)]["dev_correct"], bool)
-                    b_ = np.array(row["dev_correct"], bool)
+                    a_, b_ = _bits(r["rows"][chosen][str(k)]["dev_correct"]), _bits(row["dev_correct"])
                     x, y = int((a_ & ~b_).sum()), int((~a_ & b_).sum())
                     p = binomtest(x, x + y).pvalue if x + y else 1.0
                     cell += f" p={p:.2f} {x}/{y}"
