@@ -1,9 +1,15 @@
-"""HeadPlan: which heads every layer keeps. The one artifact between selection and surgery.
+"""HeadPlan: which heads (and, optionally, which FFN neurons) every layer keeps. The one artifact
+between selection and surgery.
 
 JSON form (``plan.json`` / ``cahp_heads.json``)::
 
     {"format": "cahp-head-plan/1", "num_heads": [12, 12, ...], "kept": [[0, 3, 5], [], ...],
      "method": "cahp", ...free-form metadata...}
+
+A plan that also prunes FFN neurons (issue 15) is ``cahp-plan/2`` and adds
+``"num_neurons": [1536, ...]`` (intermediate width per layer in the source model) and
+``"kept_neurons": [[0, 7, ...], [], ...]`` (a layer may keep none). Head-only plans stay
+``cahp-head-plan/1``, byte for byte, and every reader keeps loading them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any
 from cahp_edge.errors import PlanError
 
 FORMAT = "cahp-head-plan/1"
+FORMAT_NEURONS = "cahp-plan/2"  # the same plus kept FFN neurons per layer
+FORMATS = (FORMAT, FORMAT_NEURONS)
 PLAN_FILE = "plan.json"  # what `cahp-edge prune --out DIR` writes in DIR
 
 
@@ -25,6 +33,8 @@ class HeadPlan:
     num_heads: tuple[int, ...]  # heads per layer in the source model
     kept: tuple[tuple[int, ...], ...]  # sorted kept head indices per layer
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    num_neurons: tuple[int, ...] | None = None  # FFN intermediate width per layer in the source model
+    kept_neurons: tuple[tuple[int, ...], ...] | None = None  # sorted kept neuron indices per layer
 
     def __post_init__(self) -> None:
         if len(self.num_heads) != len(self.kept):
@@ -41,6 +51,26 @@ class HeadPlan:
             if bad:
                 raise PlanError(f"head plan names head(s) {bad} in layer {layer}",
                                 f"that layer has heads 0..{n - 1}", "fix the plan or regenerate it")
+        if (self.num_neurons is None) != (self.kept_neurons is None):
+            raise PlanError("plan is inconsistent",
+                            "it has one of 'num_neurons' and 'kept_neurons' but not both",
+                            "regenerate the plan with `cahp-edge prune`")
+        if self.num_neurons is not None:
+            if not len(self.num_neurons) == len(self.kept_neurons) == len(self.num_heads):
+                raise PlanError(
+                    "plan is inconsistent",
+                    f"{len(self.num_heads)} layers of heads but {len(self.num_neurons)} FFN widths and "
+                    f"{len(self.kept_neurons)} layers of kept neurons",
+                    "regenerate the plan with `cahp-edge prune`")
+            for layer, (n, kept) in enumerate(zip(self.num_neurons, self.kept_neurons, strict=True)):
+                if len(set(kept)) != len(kept):
+                    raise PlanError(f"plan names an FFN neuron twice in layer {layer}",
+                                    f"{len(kept) - len(set(kept))} duplicate(s)",
+                                    "list each kept neuron once")
+                bad = [i for i in kept if not 0 <= i < n]
+                if bad:
+                    raise PlanError(f"plan names FFN neuron(s) {bad[:5]} in layer {layer}",
+                                    f"that layer has neurons 0..{n - 1}", "fix the plan or regenerate it")
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -70,8 +100,24 @@ class HeadPlan:
         if not (isinstance(kept, list) and all(isinstance(r, list) and all(map(_is_int, r)) for r in kept)):
             raise PlanError(f"{source}: 'kept' must be a list of lists of head indices", f"got {kept!r:.80}",
                             "fix the plan file")
-        meta = {k: v for k, v in d.items() if k not in ("num_heads", "kept", "format")}
-        return cls(tuple(num_heads), tuple(tuple(sorted(r)) for r in kept), meta)
+        fmt = d.get("format", FORMAT)
+        if fmt not in FORMATS:
+            raise PlanError(f"{source} has format {fmt!r:.40}", f"this cahp-edge reads {', '.join(FORMATS)}",
+                            "regenerate the plan with this version's `cahp-edge prune`, or upgrade cahp-edge")
+        num_neurons, kept_neurons = d.get("num_neurons"), d.get("kept_neurons")
+        if num_neurons is not None or kept_neurons is not None:
+            if not (isinstance(num_neurons, list) and all(_is_int(n) and n > 0 for n in num_neurons)):
+                raise PlanError(f"{source}: 'num_neurons' must be a list of positive integers",
+                                f"got {num_neurons!r:.80}", "fix the plan file")
+            if not (isinstance(kept_neurons, list)
+                    and all(isinstance(r, list) and all(map(_is_int, r)) for r in kept_neurons)):
+                raise PlanError(f"{source}: 'kept_neurons' must be a list of lists of neuron indices",
+                                f"got {kept_neurons!r:.80}", "fix the plan file")
+            num_neurons = tuple(num_neurons)
+            kept_neurons = tuple(tuple(sorted(r)) for r in kept_neurons)
+        skip = ("num_heads", "kept", "format", "num_neurons", "kept_neurons", "neurons_per_layer")
+        meta = {k: v for k, v in d.items() if k not in skip}
+        return cls(tuple(num_heads), tuple(tuple(sorted(r)) for r in kept), meta, num_neurons, kept_neurons)
 
     @classmethod
     def load(cls, path: str | Path) -> HeadPlan:
@@ -105,6 +151,21 @@ class HeadPlan:
     def total_heads(self) -> int:
         return sum(self.num_heads)
 
+    @property
+    def prunes_neurons(self) -> bool:
+        return self.kept_neurons is not None
+
+    @property
+    def neurons_per_layer(self) -> list[int] | None:
+        return None if self.kept_neurons is None else [len(k) for k in self.kept_neurons]
+
+    def require_heads_only(self, action: str) -> None:
+        """Refuse a plan with FFN neurons where only heads can be applied (one line, what to do)."""
+        if self.prunes_neurons:
+            raise PlanError(f"this plan also prunes FFN neurons, which {action} cannot apply yet",
+                            "this version reshapes, exports and loads attention heads only",
+                            "use a head-only plan (`cahp-edge prune` without neuron pruning)")
+
     def mask(self) -> list[list[float]]:
         """(L, H) 0/1 mask as nested lists."""
         return [[1.0 if h in set(k) else 0.0 for h in range(n)]
@@ -119,8 +180,15 @@ class HeadPlan:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "num_heads": list(self.num_heads), "kept": [list(k) for k in self.kept],
-                "heads_per_layer": self.heads_per_layer, "total_kept": self.total_kept, **self.meta}
+        d = {"format": FORMAT_NEURONS if self.prunes_neurons else FORMAT, "num_heads": list(self.num_heads),
+             "kept": [list(k) for k in self.kept], "heads_per_layer": self.heads_per_layer,
+             "total_kept": self.total_kept}
+        if self.prunes_neurons:
+            d.update({"num_neurons": list(self.num_neurons),
+                      "kept_neurons": [list(k) for k in self.kept_neurons],
+                      "neurons_per_layer": self.neurons_per_layer})
+        meta = {k: v for k, v in self.meta.items() if k not in d}
+        return {**d, **meta}
 
     def save(self, path: str | Path) -> Path:
         from cahp_edge.fsutil import atomic_write_text

@@ -290,7 +290,9 @@ def read_heads_file(path: Path) -> tuple[HeadPlan, dict]:
         meta = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PlanError(f"{f} is unreadable or not JSON", str(e), "re-run `cahp-edge reshape`") from e
-    return HeadPlan.from_dict(meta, source=str(f)), meta
+    plan = HeadPlan.from_dict(meta, source=str(f))
+    plan.require_heads_only("loading a pruned model")
+    return plan, meta
 
 
 def pruned_skeleton(path: Path):

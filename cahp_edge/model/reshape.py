@@ -25,6 +25,7 @@ from cahp_edge.plan import HeadPlan
 def reshape(model, plan: HeadPlan, adapter: Adapter | None = None, copy_model: bool = True):
     """Return a model that physically keeps only ``plan.kept`` heads (input untouched by default)."""
     adapter = adapter or get_adapter(model.config)
+    plan.require_heads_only("reshape")
     plan.check_model(adapter.heads_per_layer(model))
     out = copy.deepcopy(model) if copy_model else model
     hs = adapter.head_size(out.config)

@@ -29,6 +29,24 @@ PLANS = {
         '{"num_heads": [4, 4, 6], "kept": [[0], [1], [5]]}',
         "does not fit this model",
     ),
+    # FFN-neuron fields (cahp-plan/2, issue 15): malformed ones are named; valid ones are refused by
+    # reshape until neuron surgery exists, instead of silently dropping the neurons
+    "unknown_format": ('{"format": "cahp-plan/9", "num_heads": [4, 4, 4], "kept": [[0], [1], [2]]}',
+                       "has format 'cahp-plan/9'"),
+    "neurons_without_widths": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], '
+                               '"kept_neurons": [[0], [], [1]]}',
+                               "'num_neurons' must be a list of positive integers"),
+    "neuron_out_of_range": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], "num_neurons": [8, 8, 8], '
+                            '"kept_neurons": [[0], [9], [1]]}', "FFN neuron(s) [9] in layer 1"),
+    "neuron_twice": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], "num_neurons": [8, 8, 8], '
+                     '"kept_neurons": [[0, 0], [], [1]]}', "names an FFN neuron twice in layer 0"),
+    "neuron_layers_mismatch": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], "num_neurons": [8, 8], '
+                               '"kept_neurons": [[0], []]}', "but 2 FFN widths"),
+    "neuron_floats": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], "num_neurons": [8, 8, 8], '
+                      '"kept_neurons": [[0.5], [], [1]]}', "list of lists of neuron indices"),
+    "valid_neuron_plan": ('{"format": "cahp-plan/2", "num_heads": [4, 4, 4], "kept": [[0], [1], [2]], '
+                          '"num_neurons": [8, 8, 8], "kept_neurons": [[0, 3], [], [1]]}',
+                          "also prunes FFN neurons, which reshape cannot apply yet"),
 }
 
 
