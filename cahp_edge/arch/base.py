@@ -64,6 +64,9 @@ class Adapter:
     # attributes on the attention module that must follow the head count; value = heads * this
     # ("heads" means the plain count, an int means count * head_size)
     count_attrs: tuple[tuple[str, str], ...] = (("num_attention_heads", "heads"), ("all_head_size", "width"))
+    # FFN: the up projection (its output features are the prunable neurons) and the down projection
+    ffn_in_path: str = "intermediate.dense"
+    ffn_out_path: str = "output.dense"
     export_inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     ort_model_type: str = "bert"
     onnx_atol: float = 1e-4  # fp32 ORT vs torch logits
@@ -95,6 +98,16 @@ class Adapter:
         attn = self.attention(layer)
         return getattr(attn, self.q), getattr(attn, self.k), getattr(attn, self.v)
 
+    def ffn_in(self, layer: nn.Module) -> nn.Linear:
+        return get_module(layer, self.ffn_in_path)
+
+    def ffn_out(self, layer: nn.Module) -> nn.Linear:
+        return get_module(layer, self.ffn_out_path)
+
+    def neurons_per_layer(self, model: nn.Module) -> list[int]:
+        """FFN intermediate width of every layer (the neurons a plan can keep or drop)."""
+        return [self.ffn_in(layer).out_features for layer in self.layers(model)]
+
     def heads_in_layer(self, layer: nn.Module, head_size: int) -> int:
         attn = self.attention(layer)
         if isinstance(attn, ZeroHeadAttention):
@@ -118,6 +131,14 @@ class Adapter:
         set_module(layer, self.o_path, _slice_linear(self.out_proj(layer), idx, dim=1))
         for attr, kind in self.count_attrs:
             setattr(attn, attr, len(keep) if kind == "heads" else len(keep) * head_size)
+
+    def keep_neurons(self, layer: nn.Module, keep: list[int]) -> None:
+        """Physically keep only FFN neurons ``keep`` (indices into the layer's current intermediate units):
+        rows of the up projection, columns of the down projection. An empty ``keep`` leaves a zero-width
+        FFN whose output is the down projection's bias, exactly what masking every neuron gives."""
+        idx = torch.as_tensor(sorted(keep), dtype=torch.long)
+        set_module(layer, self.ffn_in_path, _slice_linear(self.ffn_in(layer), idx, dim=0))
+        set_module(layer, self.ffn_out_path, _slice_linear(self.ffn_out(layer), idx, dim=1))
 
     def _drop_all(self, layer: nn.Module) -> None:
         bias = self.out_proj(layer).bias

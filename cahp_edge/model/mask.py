@@ -1,6 +1,7 @@
-"""Soft head mask: a per-layer, per-head multiplier on each head's context vector.
+"""Soft masks: per-head multipliers on each head's context vector (HeadMask) and per-neuron multipliers
+on the FFN's activated intermediate units (NeuronMask).
 
-Applied with a forward pre-hook on the output projection, so it works on transformers 4.57 and 5.x
+Each is applied with a forward pre-hook on the next projection, so it works on transformers 4.57 and 5.x
 alike (5.x silently ignores ``head_mask``) and is differentiable: later stages take
 ``d loss / d mask`` through it for the salience proxy.
 
@@ -62,6 +63,57 @@ class HeadMask:
         self._handles.clear()
 
     def __enter__(self) -> HeadMask:
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+
+class NeuronMask:
+    """Soft FFN-neuron mask: a per-layer, per-neuron multiplier on the activated intermediate units,
+    applied with a forward pre-hook on the down projection (differentiable, transformers 4.57 and 5.x).
+
+        with NeuronMask(model, adapter) as nm:
+            nm.values.data[1, :512] = 0.0     # silence FFN neurons 0..511 of layer 1
+    """
+
+    def __init__(self, model: nn.Module, adapter: Adapter, values: torch.Tensor | None = None,
+                 requires_grad: bool = False) -> None:
+        self.model, self.adapter = model, adapter
+        self.widths = adapter.neurons_per_layer(model)
+        shape = (len(self.widths), max(self.widths) if self.widths else 0)
+        device = next(model.parameters()).device
+        if values is None:
+            values = torch.ones(shape, device=device)
+        else:
+            values = torch.as_tensor(values, dtype=torch.float32, device=device).clone()
+            if tuple(values.shape) != shape:
+                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, neurons) {shape}")
+        self.values = values.requires_grad_(requires_grad)  # (L, I)
+        self._handles: list = []
+
+    def _hook(self, layer_idx: int):
+        width = self.widths[layer_idx]
+
+        def pre_hook(_mod, args):
+            (act, *rest) = args  # act: (B, T, I) after the activation
+            return (act * self.values[layer_idx, :width].to(act.dtype), *rest)
+
+        return pre_hook
+
+    def attach(self) -> NeuronMask:
+        self.detach()
+        for i, layer in enumerate(self.adapter.layers(self.model)):
+            if self.widths[i]:
+                self._handles.append(self.adapter.ffn_out(layer).register_forward_pre_hook(self._hook(i)))
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> NeuronMask:
         return self.attach()
 
     def __exit__(self, *exc) -> None:
