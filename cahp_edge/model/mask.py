@@ -18,12 +18,46 @@ from torch import nn
 from cahp_edge.arch import Adapter
 
 
-class HeadMask:
+class _PreHookMask:
+    """Attach / detach one forward pre-hook per layer that has units; subclasses say on which module
+    (``_module``) and how the input is scaled (``_hook``), and hold ``self.sizes`` (units per layer)."""
+
+    model: nn.Module
+    adapter: Adapter
+    sizes: list[int]
+    _handles: list
+
+    def _module(self, layer: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    def _hook(self, layer_idx: int):
+        raise NotImplementedError
+
+    def attach(self):
+        self.detach()
+        for i, layer in enumerate(self.adapter.layers(self.model)):
+            if self.sizes[i]:
+                self._handles.append(self._module(layer).register_forward_pre_hook(self._hook(i)))
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self):
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+
+class HeadMask(_PreHookMask):
     def __init__(self, model: nn.Module, adapter: Adapter, values: torch.Tensor | None = None,
                  requires_grad: bool = False) -> None:
         self.model, self.adapter = model, adapter
         self.head_size = adapter.head_size(model.config)
-        self.heads = adapter.heads_per_layer(model)
+        self.heads = self.sizes = adapter.heads_per_layer(model)
         h_max = max(self.heads) if self.heads else 0
         device = next(model.parameters()).device
         if values is None:
@@ -49,27 +83,11 @@ class HeadMask:
 
         return pre_hook
 
-    def attach(self) -> HeadMask:
-        self.detach()
-        for i, layer in enumerate(self.adapter.layers(self.model)):
-            if self.heads[i] == 0:
-                continue
-            self._handles.append(self.adapter.out_proj(layer).register_forward_pre_hook(self._hook(i)))
-        return self
-
-    def detach(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def __enter__(self) -> HeadMask:
-        return self.attach()
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
+    def _module(self, layer: nn.Module) -> nn.Module:
+        return self.adapter.out_proj(layer)
 
 
-class NeuronMask:
+class NeuronMask(_PreHookMask):
     """Soft FFN-neuron mask: a per-layer, per-neuron multiplier on the activated intermediate units,
     applied with a forward pre-hook on the down projection (differentiable, transformers 4.57 and 5.x).
 
@@ -80,7 +98,7 @@ class NeuronMask:
     def __init__(self, model: nn.Module, adapter: Adapter, values: torch.Tensor | None = None,
                  requires_grad: bool = False) -> None:
         self.model, self.adapter = model, adapter
-        self.widths = adapter.neurons_per_layer(model)
+        self.widths = self.sizes = adapter.neurons_per_layer(model)
         shape = (len(self.widths), max(self.widths) if self.widths else 0)
         device = next(model.parameters()).device
         if values is None:
@@ -101,20 +119,5 @@ class NeuronMask:
 
         return pre_hook
 
-    def attach(self) -> NeuronMask:
-        self.detach()
-        for i, layer in enumerate(self.adapter.layers(self.model)):
-            if self.widths[i]:
-                self._handles.append(self.adapter.ffn_out(layer).register_forward_pre_hook(self._hook(i)))
-        return self
-
-    def detach(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def __enter__(self) -> NeuronMask:
-        return self.attach()
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
+    def _module(self, layer: nn.Module) -> nn.Module:
+        return self.adapter.ffn_out(layer)
