@@ -93,28 +93,16 @@ class HeadPlan:
             if key not in d:
                 raise PlanError(f"{source} has no '{key}' field", "a head plan needs 'num_heads' and 'kept'",
                                 "pass a plan written by `cahp-edge prune`")
-        num_heads, kept = d["num_heads"], d["kept"]
-        if not (isinstance(num_heads, list) and all(_is_int(n) and n > 0 for n in num_heads)):
-            raise PlanError(f"{source}: 'num_heads' must be a list of positive integers",
-                            f"got {num_heads!r:.80}", "fix the plan file")
-        if not (isinstance(kept, list) and all(isinstance(r, list) and all(map(_is_int, r)) for r in kept)):
-            raise PlanError(f"{source}: 'kept' must be a list of lists of head indices", f"got {kept!r:.80}",
-                            "fix the plan file")
+        num_heads = _sizes(d, "num_heads", source)
+        kept = _index_lists(d, "kept", "head", source)
         fmt = d.get("format", FORMAT)
         if fmt not in FORMATS:
             raise PlanError(f"{source} has format {fmt!r:.40}", f"this cahp-edge reads {', '.join(FORMATS)}",
                             "regenerate the plan with this version's `cahp-edge prune`, or upgrade cahp-edge")
-        num_neurons, kept_neurons = d.get("num_neurons"), d.get("kept_neurons")
-        if num_neurons is not None or kept_neurons is not None:
-            if not (isinstance(num_neurons, list) and all(_is_int(n) and n > 0 for n in num_neurons)):
-                raise PlanError(f"{source}: 'num_neurons' must be a list of positive integers",
-                                f"got {num_neurons!r:.80}", "fix the plan file")
-            if not (isinstance(kept_neurons, list)
-                    and all(isinstance(r, list) and all(map(_is_int, r)) for r in kept_neurons)):
-                raise PlanError(f"{source}: 'kept_neurons' must be a list of lists of neuron indices",
-                                f"got {kept_neurons!r:.80}", "fix the plan file")
-            num_neurons = tuple(num_neurons)
-            kept_neurons = tuple(tuple(sorted(r)) for r in kept_neurons)
+        num_neurons = kept_neurons = None
+        if d.get("num_neurons") is not None or d.get("kept_neurons") is not None:
+            num_neurons = tuple(_sizes(d, "num_neurons", source))
+            kept_neurons = tuple(tuple(sorted(r)) for r in _index_lists(d, "kept_neurons", "neuron", source))
         skip = ("num_heads", "kept", "format", "num_neurons", "kept_neurons", "neurons_per_layer")
         meta = {k: v for k, v in d.items() if k not in skip}
         return cls(tuple(num_heads), tuple(tuple(sorted(r)) for r in kept), meta, num_neurons, kept_neurons)
@@ -195,6 +183,24 @@ class HeadPlan:
 
         text = json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n"
         return atomic_write_text(Path(path), text)
+
+
+def _sizes(d: dict, key: str, source: str) -> list[int]:
+    """``d[key]`` as a list of positive integers (units per layer), else one PlanError naming the key."""
+    v = d.get(key)
+    if not (isinstance(v, list) and all(_is_int(n) and n > 0 for n in v)):
+        raise PlanError(f"{source}: '{key}' must be a list of positive integers", f"got {v!r:.80}",
+                        "fix the plan file")
+    return v
+
+
+def _index_lists(d: dict, key: str, unit: str, source: str) -> list[list[int]]:
+    """``d[key]`` as a list of lists of integer indices (kept units per layer), else one PlanError."""
+    v = d.get(key)
+    if not (isinstance(v, list) and all(isinstance(r, list) and all(map(_is_int, r)) for r in v)):
+        raise PlanError(f"{source}: '{key}' must be a list of lists of {unit} indices", f"got {v!r:.80}",
+                        "fix the plan file")
+    return v
 
 
 def _is_int(v: Any) -> bool:
