@@ -147,23 +147,23 @@ class HeadPlan:
     def neurons_per_layer(self) -> list[int] | None:
         return None if self.kept_neurons is None else [len(k) for k in self.kept_neurons]
 
-    def require_heads_only(self, action: str) -> None:
-        """Refuse a plan with FFN neurons where only heads can be applied (one line, what to do)."""
-        if self.prunes_neurons:
-            raise PlanError(f"this plan also prunes FFN neurons, which {action} cannot apply yet",
-                            "this version reshapes, exports and loads attention heads only",
-                            "use a head-only plan (`cahp-edge prune` without neuron pruning)")
-
     def mask(self) -> list[list[float]]:
         """(L, H) 0/1 mask as nested lists."""
         return [[1.0 if h in set(k) else 0.0 for h in range(n)]
                 for n, k in zip(self.num_heads, self.kept, strict=True)]
 
-    def check_model(self, num_heads: list[int]) -> None:
+    def check_model(self, num_heads: list[int], num_neurons: list[int] | None = None) -> None:
+        """Refuse a plan made for another model: heads per layer (and FFN widths, for a neuron plan)."""
         if list(num_heads) != list(self.num_heads):
             raise PlanError(
                 "head plan does not fit this model",
                 f"plan expects heads per layer {list(self.num_heads)}, model has {list(num_heads)}",
+                "use a plan made for this model (`cahp-edge prune --model ...`)",
+            )
+        if self.prunes_neurons and num_neurons is not None and list(num_neurons) != list(self.num_neurons):
+            raise PlanError(
+                "plan does not fit this model's FFN",
+                f"plan expects FFN widths {list(self.num_neurons)}, model has {list(num_neurons)}",
                 "use a plan made for this model (`cahp-edge prune --model ...`)",
             )
 

@@ -5,6 +5,7 @@ Adding a family is one short subclass registered with :func:`cahp_edge.arch.regi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,7 @@ class Adapter:
     heads_attr: str = "num_attention_heads"  # config attribute holding heads per layer
     hidden_attr: str = "hidden_size"
     layers_attr: str = "num_hidden_layers"
+    ffn_attr: str = "intermediate_size"  # config attribute holding the FFN width of the source model
     layers_path: str = "encoder.layer"  # relative to model.base_model
     attn_path: str = "attention.self"  # module holding q, k, v (relative to a layer)
     q: str = "query"
@@ -80,6 +82,9 @@ class Adapter:
 
     def hidden_size(self, config) -> int:
         return int(getattr(config, self.hidden_attr))
+
+    def ffn_width(self, config) -> int:
+        return int(getattr(config, self.ffn_attr))
 
     def head_size(self, config) -> int:
         return self.hidden_size(config) // self.num_heads(config)
@@ -154,7 +159,11 @@ def _slice_linear(lin: nn.Linear, idx: torch.Tensor, dim: int) -> nn.Linear:
     """New Linear keeping rows (dim=0, output features) or columns (dim=1, input features) ``idx``."""
     w = lin.weight.detach().index_select(dim, idx).clone()
     out_f, in_f = w.shape
-    new = nn.Linear(in_f, out_f, bias=lin.bias is not None, device=w.device, dtype=w.dtype)
+    with warnings.catch_warnings():  # a zero-neuron layer's Linear has no elements to initialise
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        # skip_init: the values are copied below
+        new = torch.nn.utils.skip_init(nn.Linear, in_f, out_f, bias=lin.bias is not None, device=w.device,
+                                       dtype=w.dtype)
     with torch.no_grad():
         new.weight.copy_(w)
         if lin.bias is not None:

@@ -16,6 +16,7 @@ DISTILBERT = Adapter(
     heads_attr="n_heads",
     hidden_attr="dim",
     layers_attr="n_layers",
+    ffn_attr="hidden_dim",
     layers_path="transformer.layer",
     attn_path="attention",
     q="q_lin",

@@ -77,7 +77,11 @@ def reshape_cmd(
     d = {"out": str(out), "heads_per_layer": hp.heads_per_layer, "heads": [before.heads, after.heads],
          "params": [before.total_params, after.total_params],
          "macs_seq128": [before.total_macs, after.total_macs]}
-    note(f"reshape: {before.heads} -> {after.heads} heads {hp.heads_per_layer}, params "
+    ffn = ""
+    if hp.prunes_neurons:
+        d["neurons_per_layer"] = hp.neurons_per_layer
+        ffn = f", FFN neurons {sum(hp.num_neurons)} -> {sum(hp.neurons_per_layer)} {hp.neurons_per_layer}"
+    note(f"reshape: {before.heads} -> {after.heads} heads {hp.heads_per_layer}{ffn}, params "
          f"{before.total_params:,} -> {after.total_params:,}, ideal speedup at seq 128 "
          f"{before.total_macs / after.total_macs:.2f}x")
     emit(d, as_json, str(out))

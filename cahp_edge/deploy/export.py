@@ -274,6 +274,7 @@ def export_onnx(model, out: Path, *, opset: int = 17, tokenizer=None, sentences=
         meta = {"format": "cahp-onnx/1", "stage": "export", "opset": opset, "inputs": names,
                 "outputs": ["logits"],
                 "heads_per_layer": heads, "head_size": adapter.head_size(model.config),
+                "neurons_per_layer": adapter.neurons_per_layer(model),
                 "model_type": model.config.model_type,
                 "ort_model_type": adapter.ort_model_type, "source_hash": source_hash, "parity": asdict(rep)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -14,11 +14,21 @@ HEAD_WORDS = ("pooler", "classifier", "pre_classifier")
 
 
 def quantizable_nodes(model, op_types) -> list[str]:
-    """Names of nodes a recipe would quantize: its op types with a constant weight (Gemm counts as MatMul)."""
+    """Names of nodes a recipe would quantize: its op types with a constant, non-empty weight (Gemm
+    counts as MatMul). A zero-neuron FFN layer's projections have empty weights: nothing to quantize."""
+    empty = set(empty_weight_nodes(model))
     inits = {i.name for i in model.graph.initializer}
     ops = set(op_types) | ({"Gemm"} if "MatMul" in op_types else set())
     return [n.name for n in model.graph.node
-            if n.op_type in ops and len(n.input) > 1 and n.input[1] in inits and n.name]
+            if n.op_type in ops and len(n.input) > 1 and n.input[1] in inits and n.name
+            and n.name not in empty]
+
+
+def empty_weight_nodes(model) -> list[str]:
+    """Nodes whose constant weight (input 1) has no elements: ORT's quantizers fail on them ("need at
+    least one array to concatenate"), so every recipe leaves them in fp32 (they compute nothing)."""
+    empty = {i.name for i in model.graph.initializer if 0 in i.dims}
+    return [n.name for n in model.graph.node if len(n.input) > 1 and n.input[1] in empty and n.name]
 
 
 def quantized_matmul_count(model) -> int:

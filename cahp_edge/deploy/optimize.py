@@ -177,6 +177,30 @@ def check_fusion(fused: list[tuple[str, int, int]], heads_per_layer: list[int]) 
     return problems
 
 
+GELU_FUSED = ("BiasGelu", "FastGelu")  # ORT's fused bias + GELU of the FFN up projection
+
+
+def fused_ffn_widths(model) -> list[int]:
+    """FFN width of every fused bias+GELU node, in graph order (the length of its bias initializer)."""
+    c = {i.name: i for i in model.graph.initializer}
+    out = []
+    for nd in model.graph.node:
+        if nd.op_type in GELU_FUSED and len(nd.input) > 1 and nd.input[1] in c:
+            out.append(int(c[nd.input[1]].dims[0]) if c[nd.input[1]].dims else 1)
+    return out
+
+
+def check_ffn_fusion(source, fused_widths: list[int], neurons_per_layer: list[int] | None) -> list[str]:
+    """Problems with the FFN fusions: each layer's GELU fused at that layer's own width (uneven widths
+    and zero-neuron layers included). Only checked when the source graph has a GELU to fuse."""
+    has_gelu = any(nd.op_type in ("Erf", "Gelu") for nd in source.graph.node)
+    if not has_gelu or neurons_per_layer is None:
+        return []
+    if fused_widths != list(neurons_per_layer):
+        return [f"bias+GELU fused at FFN widths {fused_widths}, the model has {list(neurons_per_layer)}"]
+    return []
+
+
 @contextlib.contextmanager
 def _quiet_ort_logs():
     # ORT's fusion modules log under bare names ("fusion_attention"); its chatter is expected here
@@ -238,6 +262,10 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
                                 + "; kept the unfused graph")
                 candidate = None
         fused = candidate is not None
+        ffn_widths = fused_ffn_widths(candidate) if fused else []
+        if fused:  # a missing GELU fusion costs speed, not correctness (parity passed): warn, keep
+            warnings += [f"FFN fusion incomplete: {p}" for p in
+                         check_ffn_fusion(model, ffn_widths, meta.get("neurons_per_layer"))]
         if not fused:
             candidate = load_onnx(src_dir / ONNX_FILE)
             parity = compare(ref, ort_logits(session(src_dir / ONNX_FILE), batches), atol, "optimize")
@@ -250,7 +278,8 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
             save_onnx(candidate, tmp / ONNX_FILE)
             copy_side_files(src_dir, tmp)
             new_meta = dict(meta) | {"stage": "optimize", "fused": fused, "fused_heads": per_layer,
-                                     "warnings": warnings, "parity": asdict(parity), "op_counts": ops}
+                                     "fused_ffn_widths": ffn_widths, "warnings": warnings,
+                                     "parity": asdict(parity), "op_counts": ops}
             (tmp / META_FILE).write_text(json.dumps(new_meta, indent=2) + "\n")
     return OptimizedModel(Path(out), fused, per_layer, warnings, parity, ops)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cahp_edge.deploy.export import META_FILE, ONNX_FILE, load_reference, ort_logits, read_meta, session
-from cahp_edge.deploy.graph import quantizable_nodes, quantized_matmul_count
+from cahp_edge.deploy.graph import empty_weight_nodes, quantizable_nodes, quantized_matmul_count
 from cahp_edge.deploy.optimize import copy_side_files, load_onnx
 from cahp_edge.deploy.quantize_ops import (
     Examples,
@@ -104,7 +104,9 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
     with tempfile.TemporaryDirectory(prefix="cahp-quant-") as td:
         td = Path(td)
         fp32_logits = ort_logits(session(src / ONNX_FILE), sel.batches)
-        exclude = list(recipe.exclude_nodes)
+        # zero-neuron FFN projections have empty weights: nothing to quantize (ORT's quantizers fail on them)
+        empty = empty_weight_nodes(load_onnx(src / ONNX_FILE))
+        exclude = list(dict.fromkeys([*recipe.exclude_nodes, *empty]))
         warnings: list[str] = []
         pad_id = _pad_id(src)
         qpath, w = run_quantizer(src / ONNX_FILE, td / "q.onnx", recipe, exclude, cal, td, pad_id)

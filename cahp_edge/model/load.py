@@ -262,16 +262,22 @@ def save_pruned(model, plan: HeadPlan, out: Path, tokenizer=None, source_hash: s
     from safetensors.torch import save_model
 
     adapter = get_adapter(model.config)
-    source = [adapter.num_heads(model.config)] * adapter.num_layers(model.config)
-    # load_pruned rebuilds from the source config, so the plan must be over the source's heads
-    if list(plan.num_heads) != source:
-        raise PlanError("plan is not over the source model's heads",
-                        f"config.json has heads per layer {source}, plan.num_heads is {list(plan.num_heads)}",
-                        "save with the plan that reshaped the dense model (plans do not stack)")
-    if adapter.heads_per_layer(model) != plan.heads_per_layer:
-        raise PlanError("model and plan disagree",
-                        f"model keeps {adapter.heads_per_layer(model)} heads per layer, "
-                        f"plan says {plan.heads_per_layer}", "reshape the model with this plan first")
+    n_layers = adapter.num_layers(model.config)
+    # load_pruned rebuilds from the source config, so the plan must be over the source's units
+    units = [("heads", "heads", [adapter.num_heads(model.config)] * n_layers, plan.num_heads,
+              adapter.heads_per_layer(model), plan.heads_per_layer)]
+    if plan.prunes_neurons:
+        units.append(("FFN neurons", "neurons", [adapter.ffn_width(model.config)] * n_layers,
+                      plan.num_neurons, adapter.neurons_per_layer(model), plan.neurons_per_layer))
+    for unit, field, source, planned, model_kept, plan_kept in units:
+        if list(planned) != source:
+            raise PlanError(f"plan is not over the source model's {unit}",
+                            f"config.json has {unit} per layer {source}, plan.num_{field} is {list(planned)}",
+                            "save with the plan that reshaped the dense model (plans do not stack)")
+        if model_kept != plan_kept:
+            raise PlanError("model and plan disagree",
+                            f"model keeps {model_kept} {unit} per layer, plan says {plan_kept}",
+                            "reshape the model with this plan first")
     with atomic_dir(Path(out), overwrite=overwrite) as tmp:
         model.config.save_pretrained(str(tmp))
         save_model(model, str(tmp / PRUNED_WEIGHTS))
@@ -290,9 +296,7 @@ def read_heads_file(path: Path) -> tuple[HeadPlan, dict]:
         meta = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PlanError(f"{f} is unreadable or not JSON", str(e), "re-run `cahp-edge reshape`") from e
-    plan = HeadPlan.from_dict(meta, source=str(f))
-    plan.require_heads_only("loading a pruned model")
-    return plan, meta
+    return HeadPlan.from_dict(meta, source=str(f)), meta
 
 
 def pruned_skeleton(path: Path):

@@ -1,4 +1,5 @@
-"""Physical head surgery: apply a HeadPlan to a model (saving and loading it: :mod:`cahp_edge.model.load`).
+"""Physical head and FFN-neuron surgery: apply a HeadPlan to a model (saving and loading it:
+:mod:`cahp_edge.model.load`).
 
     cahp-edge reshape --model ckpt/ --plan plan.json --out pruned/
 
@@ -23,18 +24,23 @@ from cahp_edge.plan import HeadPlan
 
 
 def reshape(model, plan: HeadPlan, adapter: Adapter | None = None, copy_model: bool = True):
-    """Return a model that physically keeps only ``plan.kept`` heads (input untouched by default)."""
+    """Return a model that physically keeps only ``plan.kept`` heads and, for a plan that prunes FFN
+    neurons, only ``plan.kept_neurons`` (input untouched by default)."""
     adapter = adapter or get_adapter(model.config)
-    plan.require_heads_only("reshape")
-    plan.check_model(adapter.heads_per_layer(model))
+    plan.check_model(adapter.heads_per_layer(model), adapter.neurons_per_layer(model))
     out = copy.deepcopy(model) if copy_model else model
     hs = adapter.head_size(out.config)
     for layer, keep in zip(adapter.layers(out), plan.kept, strict=True):
         if len(keep) == adapter.heads_in_layer(layer, hs):
             continue  # keep-all layer: untouched
         adapter.keep_heads(layer, list(keep), hs)
-    got = adapter.heads_per_layer(out)
-    if got != plan.heads_per_layer:  # self-check, as Torch-Pruning does after every group
-        raise PlanError("reshape produced the wrong head counts",
-                        f"expected {plan.heads_per_layer}, got {got}", "report this as a bug")
+    if plan.prunes_neurons:
+        for layer, keep, width in zip(adapter.layers(out), plan.kept_neurons, plan.num_neurons, strict=True):
+            if len(keep) < width:
+                adapter.keep_neurons(layer, list(keep))
+    got = (adapter.heads_per_layer(out), adapter.neurons_per_layer(out))
+    want = (plan.heads_per_layer, plan.neurons_per_layer or adapter.neurons_per_layer(model))
+    if got != want:  # self-check, as Torch-Pruning does after every group
+        raise PlanError("reshape produced the wrong head or neuron counts",
+                        f"expected {want}, got {got}", "report this as a bug")
     return out

@@ -379,3 +379,21 @@ def test_every_command_has_a_place_in_the_pipeline_order():
     names = [cli._name(i) for i in app.registered_commands + app.registered_groups]
     assert sorted(names) == sorted(placed)
     assert [cli._name(i) for i in app.registered_commands] == [c for c in placed if c != "targets"]
+
+
+def test_reshape_applies_a_neuron_plan_and_reports_it(ckpt, tmp_path, capsys):
+    plan = {**PLAN, "format": "cahp-plan/2", "num_neurons": [48, 48, 48],
+            "kept_neurons": [list(range(0, 48, 2)), [], [5, 7, 9]]}
+    dense = tiny_model("bert", num_labels=3, seed=5)
+    n_dense = sum(p.numel() for p in dense.parameters())
+    rc, out, err = cli(capsys, "reshape", "--model", ckpt, "--plan", write(tmp_path / "plan.json", plan),
+                       "--out", tmp_path / "p", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    # one FFN neuron owns its up-projection row + bias and its down-projection column: 2 * 32 + 1
+    neurons_removed = 3 * 48 - (24 + 0 + 3)
+    assert d["neurons_per_layer"] == [24, 0, 3] and d["heads_per_layer"] == [2, 0, 3]
+    assert d["params"] == [n_dense, n_dense - 7 * head_params(32, 8) - neurons_removed * (2 * 32 + 1)]
+    assert "FFN neurons 144 -> 27 [24, 0, 3]" in err
+    rc, out, _ = cli(capsys, "inspect", tmp_path / "p", "--json")
+    assert rc == 0 and json.loads(out)["total_params"] == d["params"][1]

@@ -29,8 +29,8 @@ PLANS = {
         '{"num_heads": [4, 4, 6], "kept": [[0], [1], [5]]}',
         "does not fit this model",
     ),
-    # FFN-neuron fields (cahp-plan/2, issue 15): malformed ones are named; valid ones are refused by
-    # reshape until neuron surgery exists, instead of silently dropping the neurons
+    # FFN-neuron fields (cahp-plan/2, issue 15): malformed ones are named; a valid neuron plan made for
+    # another model's FFN is refused with both widths
     "unknown_format": ('{"format": "cahp-plan/9", "num_heads": [4, 4, 4], "kept": [[0], [1], [2]]}',
                        "has format 'cahp-plan/9'"),
     "neurons_without_widths": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], '
@@ -44,9 +44,9 @@ PLANS = {
                                '"kept_neurons": [[0], []]}', "but 2 FFN widths"),
     "neuron_floats": ('{"num_heads": [4, 4, 4], "kept": [[0], [1], [2]], "num_neurons": [8, 8, 8], '
                       '"kept_neurons": [[0.5], [], [1]]}', "list of lists of neuron indices"),
-    "valid_neuron_plan": ('{"format": "cahp-plan/2", "num_heads": [4, 4, 4], "kept": [[0], [1], [2]], '
-                          '"num_neurons": [8, 8, 8], "kept_neurons": [[0, 3], [], [1]]}',
-                          "also prunes FFN neurons, which reshape cannot apply yet"),
+    "neuron_plan_other_model": ('{"format": "cahp-plan/2", "num_heads": [4, 4, 4], "kept": [[0], [1], [2]], '
+                                '"num_neurons": [8, 8, 8], "kept_neurons": [[0, 3], [], [1]]}',
+                                "plan expects FFN widths [8, 8, 8], model has [48, 48, 48]"),
 }
 
 

@@ -29,9 +29,9 @@ def test_neuron_plan_round_trips_with_a_zero_neuron_layer(tmp_path):
     assert back == plan and back.kept_neurons == ((0, 3, 7), (), (5,)) and back.num_neurons == (8, 8, 8)
     assert back.meta == {"method": "x", "heads_per_layer": [1, 2, 0], "total_kept": 3}
     assert json.loads((tmp_path / "plan.json").read_text())["kept_neurons"] == [[0, 3, 7], [], [5]]
-    with pytest.raises(PlanError, match="reshape cannot apply yet"):
-        back.require_heads_only("reshape")
-    HeadPlan.load(tmp_path / "plan.json").check_model([4, 4, 4])  # the head part still checks as before
+    HeadPlan.load(tmp_path / "plan.json").check_model([4, 4, 4], [8, 8, 8])
+    with pytest.raises(PlanError, match=r"FFN widths \[8, 8, 8\], model has \[8, 9, 8\]"):
+        back.check_model([4, 4, 4], [8, 9, 8])
 
 
 def test_old_plan_files_without_a_format_field_load():
