@@ -39,26 +39,34 @@ VARIANTS = {  # name: (coverage_from, coverage_full); "one-per-cluster" is CAHP 
 BASELINES = ("michel", "oneshot", "uniform")
 
 
-def run(a) -> None:
-    torch.set_num_threads(a.threads)
+def task_data(task: str, model: str, seed: int):
+    """(loaded model, SelectionData (calibration, decision split), dev batches, splits) of the held-out
+    protocol for one task."""
     from cahp_edge.data import align_labels, load_dataset, make_splits
     from cahp_edge.model.load import load_model
     from cahp_edge.prune.batches import from_dataset
+    from cahp_edge.prune.sweep import SelectionData
+
+    hold, dev, calib = TASKS[task]
+    lm = load_model(model, require_classifier=True)
+    ds = align_labels(load_dataset(hold), lm.model.config.id2label)
+    sp = make_splits(ds, ds, calib_size=calib, select_size=len(ds) - calib, seed=seed)
+    data = SelectionData(from_dataset(lm.tokenizer, sp.calib, 128, 32),
+                         from_dataset(lm.tokenizer, sp.select, 128, 64))
+    ev = from_dataset(lm.tokenizer, align_labels(load_dataset(str(dev)), lm.model.config.id2label), 128, 64)
+    return lm, data, ev, sp
+
+
+def run(a) -> None:
+    torch.set_num_threads(a.threads)
     from cahp_edge.prune.cahp import CAHP
     from cahp_edge.prune.options import PruneOptions
     from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
     from cahp_edge.prune.select import make_selector
     from cahp_edge.prune.signatures import collect
-    from cahp_edge.prune.sweep import SelectionData
 
-    hold, dev, calib = TASKS[a.task]
-    lm = load_model(a.model, require_classifier=True)
+    lm, data, ev, sp = task_data(a.task, a.model, a.seed)
     m, ad = lm.model, lm.adapter
-    ds = align_labels(load_dataset(hold), m.config.id2label)
-    sp = make_splits(ds, ds, calib_size=calib, select_size=len(ds) - calib, seed=a.seed)
-    data = SelectionData(from_dataset(lm.tokenizer, sp.calib, 128, 32),
-                         from_dataset(lm.tokenizer, sp.select, 128, 64))
-    ev = from_dataset(lm.tokenizer, align_labels(load_dataset(str(dev)), m.config.id2label), 128, 64)
     n = sum(lm.heads_per_layer)
     ratios = [float(eval(x)) for x in a.ratios.split(",")]  # "1/3" allowed: --ratios is typed by us
     budgets = sorted({round(n * r) for r in ratios}, reverse=True)

@@ -69,6 +69,9 @@ class Adapter:
     # FFN: the up projection (its output features are the prunable neurons) and the down projection
     ffn_in_path: str = "intermediate.dense"
     ffn_out_path: str = "output.dense"
+    # the LayerNorm each sublayer's output (plus its residual) enters: what reconstruction matches
+    attn_norm_path: str = "attention.output.LayerNorm"
+    ffn_norm_path: str = "output.LayerNorm"
     export_inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     ort_model_type: str = "bert"
     onnx_atol: float = 1e-4  # fp32 ORT vs torch logits

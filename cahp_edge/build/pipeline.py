@@ -228,8 +228,8 @@ def build_locked(
         _reshape_line,
     )
     model = shape
-    if recover_o.recover_epochs > 0:
-        teacher = src.checkpoint if recover_o.distill else None
+    if recover_o.recover_epochs > 0 or recover_o.reconstructs:
+        teacher = src.checkpoint if recover_o.distill or recover_o.reconstructs else None
         model = run(
             "recover",
             {"model": shape.tree, "teacher": teacher, **data_in, "recover": recover_o.cache_key()},
@@ -387,7 +387,14 @@ def _reshape_line(s: dict) -> str:
 
 def _recover_line(s: dict) -> str:
     loss = s.get("loss", float("nan"))
-    return f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {loss:.3f}"
+    parts = []
+    if s.get("reconstruction"):
+        r = s["reconstruction"]
+        parts.append(f"least-squares re-fit on {r['tokens']} tokens in {r['seconds']:.1f} s "
+                     f"(layer error x{r['error_ratio']:.2f})")
+    if s.get("steps"):
+        parts.append(f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {loss:.3f}")
+    return " then ".join(parts) or "nothing to do"
 
 
 def _export_line(s: dict) -> str:

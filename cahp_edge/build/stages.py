@@ -248,7 +248,8 @@ def reshape(art: Path, model_dir: Path, plan_path: Path, opts) -> dict:
 def recover(
     art: Path, pruned_dir: Path, dense_dir: Path, opts, ro, id2label: dict, progress: Progress | None = None
 ) -> dict:
-    """One recovery fine-tune of the reshaped model on the training data (cahp_edge.train.recover)."""
+    """Recovery of the reshaped model on the training data (cahp_edge.train.recover): the least-squares
+    re-fit to the dense model, a fine-tune, or both (``ro.recover_method``)."""
     from cahp_edge.train.recover import recover_dir
 
     train, _, _ = load_data(opts, id2label)
@@ -259,13 +260,18 @@ def recover(
         teacher=dense_dir if ro.distill else None,
         cfg=_train_config(opts, ro.recover_epochs, ro),
         progress=_train_progress(progress, "recover"),
+        rec=ro,
+        dense=dense_dir,
     )
     return {
+        "method": ro.recover_method,
         "steps": res.train.steps,
         "epochs": res.train.epochs,
         "loss": res.train.loss,
         "teacher": res.teacher,
         "device": res.train.device,
+        "reconstruction": None if res.reconstruction is None else {
+            k: res.reconstruction[k] for k in ("tokens", "seconds", "damp", "error_ratio")},
     }
 
 

@@ -85,12 +85,13 @@ def prune(
     from cahp_edge.cli.progress import Progress
     from cahp_edge.fsutil import atomic_dir, check_output_dir
     from cahp_edge.prune.artifact import write_plan_dir
-    from cahp_edge.prune.select import check_options, select_heads
+    from cahp_edge.prune.select import check_budget, check_options, select_heads
 
     check_output_dir(out, overwrite, inputs=[model, data, select])
     lm, ds = _load(model, data, data_opts, trust_pickle)
     check_options(opts, sum(lm.heads_per_layer))
     sel, sources = _selection_data(lm, ds, data_opts, select)
+    check_budget(lm.model, lm.adapter, sel, opts)
     note(
         f"prune: {opts.method} on {sum(lm.heads_per_layer)} heads; calib {sel.calib.num_examples}, "
         f"select {sel.select.num_examples} examples",
@@ -126,9 +127,16 @@ def prune(
     guard = f" ({guard})" if guard else ""
     rival = plots.better_rival(m)
     d["rivals"] = m.get("rivals", [])
+    ffn = ""
+    if plan.prunes_neurons:
+        d.update({"neurons_kept": sum(plan.neurons_per_layer), "neurons_total": sum(plan.num_neurons),
+                  "neurons_per_layer": plan.neurons_per_layer, "speedup_ideal": m["speedup_ideal"],
+                  "cost_model": m["cost_model"]})
+        ffn = (f" and {d['neurons_kept']}/{d['neurons_total']} FFN neurons {plan.neurons_per_layer}; ideal "
+               f"speedup {m['speedup_ideal']:.2f}x ({m['cost_model']['source']})")
     human = (
         f"{opts.method}: keep {plan.total_kept}/{plan.total_heads} heads ({m['budget_source']}){guard}, "
-        f"per layer {plan.heads_per_layer}"
+        f"per layer {plan.heads_per_layer}{ffn}"
         + (f"\n{cost}" if cost else f"\nselection accuracy: dense {100 * m['selection_accuracy_dense']:.1f}%")
         + (f"\nnote: {rival}" if rival else "")
         + f"\nselection time {m['timings']['selection_s']:.1f}s, total {m['timings']['total_s']:.1f}s"

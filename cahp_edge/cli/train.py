@@ -16,7 +16,7 @@ from cahp_edge.cli.app import Json, Quiet, app, emit, note
 from cahp_edge.cli.options import stage_options
 from cahp_edge.cli.progress import Progress
 from cahp_edge.data.options import DataOptions
-from cahp_edge.train.options import LoopOptions
+from cahp_edge.train.options import LoopOptions, ReconstructOptions
 
 _Data = Annotated[str, typer.Option("--data", help="Training data: file, folder (train split) or hub name.")]
 _Eval = Annotated[
@@ -30,7 +30,8 @@ _Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty --out.")]
 def _progress(quiet: bool, what: str) -> tuple[Progress, object]:
     """A progress display and the training loop's callback (step, total, running loss) feeding it."""
     shown = Progress(quiet)
-    return shown, lambda step, total, loss: shown.update(what, step, total, f"loss {loss:.3f}")
+    return shown, lambda step, total, loss: shown.update(what, step, total,
+                                                        f"loss {loss:.3f}" if loss == loss else "")
 
 
 def _load(spec: str | None, split: str, data_opts: DataOptions):
@@ -91,14 +92,17 @@ def finetune(
 
 
 @app.command()
-@stage_options(data_opts=DataOptions, loop=LoopOptions, exclude=_NOT_SPLITS)
+@stage_options(data_opts=DataOptions, loop=LoopOptions, rec=ReconstructOptions, exclude=_NOT_SPLITS)
 def recover(
     model: Annotated[str, typer.Option(help="Pruned model folder (from `cahp-edge reshape`).")],
     data: _Data,
     out: _Out,
     data_opts: DataOptions,
     loop: LoopOptions,
-    teacher: Annotated[str | None, typer.Option(help="Dense model folder to distil logits from.")] = None,
+    rec: ReconstructOptions,
+    teacher: Annotated[str | None, typer.Option(
+        help="Dense model folder: distilled from during a fine-tune, matched by --recover-method "
+             "reconstruct.")] = None,
     eval_data: _Eval = None,
     epochs: Annotated[float, typer.Option(help="Recovery epochs (fractions allowed).")] = 1.0,
     cpu: _Cpu = False,
@@ -106,7 +110,8 @@ def recover(
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Fine-tune a pruned model once to recover accuracy (optionally distilling the dense model)."""
+    """Win back a pruned model's accuracy: fine-tune (optionally distilling the dense model), or re-fit its
+    output projections to the dense model's layer outputs by least squares (--recover-method)."""
     from cahp_edge.fsutil import check_output_dir
     from cahp_edge.train.loop import TrainConfig
     from cahp_edge.train.recover import recover_dir
@@ -119,7 +124,7 @@ def recover(
     shown, cb = _progress(quiet or as_json, "recover")
     try:
         res = recover_dir(model, train_ds, out, teacher=teacher, eval_data=eval_ds, cfg=cfg,
-                          overwrite=overwrite, progress=cb)
+                          overwrite=overwrite, progress=cb, rec=rec)
     finally:
         shown.stop()
     if not res.train.is_main_process:
@@ -129,9 +134,16 @@ def recover(
         if res.accuracy_after is None
         else f"{100 * res.accuracy_before:.1f}% -> {100 * res.accuracy_after:.1f}% on {res.eval_source}"
     )
-    note(
-        f"recover: {res.heads} heads, {res.train.steps} steps{' with distillation' if teacher else ''} "
-        f"on {res.train.device} x{res.train.num_processes}, {res.seconds:.0f} s; accuracy {acc}; saved {out}",
-        quiet or as_json,
-    )
+    how = []
+    if res.reconstruction is not None:
+        r = res.reconstruction
+        acc_r = res.accuracy_reconstructed
+        mid = "" if acc_r is None else f", {100 * acc_r:.1f}% after it"
+        how.append(f"least-squares re-fit on {r['tokens']} tokens in {r['seconds']:.1f} s "
+                   f"(layer error x{r['error_ratio']:.2f}{mid})")
+    if res.train.steps:
+        how.append(f"{res.train.steps} steps{' with distillation' if teacher else ''} "
+                   f"on {res.train.device} x{res.train.num_processes}")
+    note(f"recover: {res.heads} heads, {' then '.join(how) or 'nothing to do'}, {res.seconds:.0f} s; "
+         f"accuracy {acc}; saved {out}", quiet or as_json)
     emit(res.to_dict(), as_json)

@@ -4,6 +4,8 @@
   E|dL/dm_h| with per-layer L2 normalisation, remove the 10% of all heads that matter least, re-score
   with the mask applied, repeat.
 - ``oneshot``: the same importance computed once on the full model; keep the top k.
+- ``fisher``: Kwon et al. 2022's diagonal Fisher of each head's mask, computed once; keep the top k
+  (with ``--units heads+neurons``, their MAC-budget search over heads and neurons: :mod:`.units`).
 - ``magnitude``: Frobenius norm of the head's Q, K, V rows and output-projection columns.
 - ``random``: a seeded random subset.
 - ``uniform``: the same number of heads in every layer (remainder to the layers with most importance),
@@ -66,6 +68,19 @@ class OneShot(_Ranked):
 
     def score(self) -> np.ndarray:
         return self.salience()
+
+
+class Fisher(_Ranked):
+    """Kwon et al. 2022's importance for heads alone: the diagonal empirical Fisher E_x (dL_x/dm_h)^2 of
+    each head's mask against the gold labels, scored once, top-k (no per-layer normalisation)."""
+
+    name = "fisher"
+
+    def score(self) -> np.ndarray:
+        t0 = (time.perf_counter(), time.process_time())
+        s = head_salience(self.model, self.adapter, self.data.calib, kind="fisher")
+        self._time("salience_s", t0)
+        return self.index.flat(s).numpy().astype(np.float64)
 
 
 class Magnitude(_Ranked):

@@ -21,8 +21,9 @@ from torch import nn
 from cahp_edge.arch import Adapter
 from cahp_edge.prune.batches import Batches
 from cahp_edge.prune.paired import mcnemar
+from cahp_edge.prune.provenance import versions
 from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
-from cahp_edge.prune.select import PruneOptions, make_selector, versions
+from cahp_edge.prune.select import PruneOptions, make_selector
 from cahp_edge.prune.sweep import HeadIndex, SelectionData
 
 FIELDS = (

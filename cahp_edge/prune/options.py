@@ -81,6 +81,8 @@ METHODS: dict[str, Method] = {
         Method("michel", "cahp_edge.prune.baselines:Michel",
                "Michel et al.: iterative gradient importance, re-scored each round"),
         Method("oneshot", "cahp_edge.prune.baselines:OneShot", "gradient importance, scored once"),
+        Method("fisher", "cahp_edge.prune.baselines:Fisher",
+               "Kwon et al.: diagonal Fisher of the masks, top-k (with neurons: their MAC-budget search)"),
         Method("magnitude", "cahp_edge.prune.baselines:Magnitude", "weight magnitude of each head"),
         Method("random", "cahp_edge.prune.baselines:Random", "random heads (seeded)"),
         Method("uniform", "cahp_edge.prune.baselines:Uniform",
@@ -88,13 +90,19 @@ METHODS: dict[str, Method] = {
     )
 }
 
-MethodName = Literal["cahp", "michel", "oneshot", "magnitude", "random", "uniform"]  # == METHODS (tested)
+MethodName = Literal["cahp", "michel", "oneshot", "fisher", "magnitude", "random", "uniform"]  # == METHODS
 
 
 class PruneOptions(CahpOptions):
     """Which method, and how many heads: a fixed budget, or the knee of the accuracy curve."""
 
     method: MethodName = opt("cahp", "Selection method.")
+    units: Literal["heads", "heads+neurons"] = opt(
+        "heads", "What to prune: attention heads, or heads and FFN neurons under one budget "
+        "(methods cahp, fisher, uniform).")
+    speedup: float | None = opt(
+        None, "Keep at most 1/S of the dense model's MACs at the data's mean length (skips the knee).",
+        ge=1.0, examples=[2.0, 3.0])
     degree: int = opt(3, "Polynomial degree of the knee fit.", ge=1, le=10)
     max_drop: float = opt(
         DEFAULT_MAX_DROP,
@@ -113,8 +121,10 @@ class PruneOptions(CahpOptions):
 
     @model_validator(mode="after")
     def _one_budget(self) -> PruneOptions:
-        if self.heads is not None and self.keep_ratio is not None:
-            raise ValueError("--heads and --keep-ratio both given: they set the same budget; pass only one")
+        budgets = [n for n, v in (("--heads", self.heads), ("--keep-ratio", self.keep_ratio),
+                                  ("--speedup", self.speedup)) if v is not None]
+        if len(budgets) > 1:
+            raise ValueError(f"{' and '.join(budgets)} both given: they set the same budget; pass only one")
         unknown = [r for r in self.rival_methods() if r not in METHODS]
         if unknown:
             raise ValueError(f"--rivals names unknown method(s) {', '.join(unknown)}; "

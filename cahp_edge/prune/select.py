@@ -9,7 +9,6 @@ curve measured on the *selection* split (:mod:`.knee`).
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from cahp_edge.errors import UsageError
 from cahp_edge.plan import HeadPlan
 from cahp_edge.prune.knee import find_knee
 from cahp_edge.prune.options import METHODS, PruneOptions
+from cahp_edge.prune.provenance import versions
 from cahp_edge.prune.salience import accuracy_of, masked_eval, masked_outcomes
 from cahp_edge.prune.sweep import HeadIndex, SelectionData, default_grid, run_sweep
 
@@ -56,23 +56,22 @@ def check_options(o: PruneOptions, n_total: int) -> int | None:
     return resolve_budget(n_total, o.heads, o.keep_ratio)
 
 
+def check_budget(model: nn.Module, adapter: Adapter, data: SelectionData, o: PruneOptions) -> None:
+    """Every budget error (ranges, a method that cannot prune neurons, a speedup out of reach) before any
+    selection work starts: one line each."""
+    from cahp_edge.prune.units import check_units_options, heads_for_speedup
+
+    if o.units == "heads+neurons":
+        check_units_options(o)
+        return
+    check_options(o, sum(adapter.heads_per_layer(model)))
+    if o.speedup is not None:
+        heads_for_speedup(adapter, model, data, o.speedup)
+
+
 def make_selector(model: nn.Module, adapter: Adapter, data: SelectionData, o: PruneOptions):
     """The registered method's selector, given the method's own options (see prune.options.METHODS)."""
     return METHODS[o.method].load()(model, adapter, data, o.seed, **o.method_options())
-
-
-def versions() -> dict:
-    import transformers
-
-    import cahp_edge
-
-    return {
-        "cahp_edge": cahp_edge.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def score_rivals(model, adapter, data: SelectionData, options: PruneOptions, k: int, chosen: torch.Tensor,
@@ -110,8 +109,13 @@ def select_heads(
     """Choose the heads to keep; returns a plan whose ``meta`` documents how (see module doc).
 
     ``progress(task, done, total)``: "select heads" while the selector works (one step: the selector
-    has no finer hook), then "knee sweep" per evaluated head count.
+    has no finer hook), then "knee sweep" per evaluated head count. With ``options.units ==
+    "heads+neurons"`` the plan also prunes FFN neurons under one cost budget (:mod:`.units`).
     """
+    if options.units == "heads+neurons":
+        from cahp_edge.prune.units import select_units
+
+        return select_units(model, adapter, data, options, sources, progress)
     t_start = time.perf_counter()
     index = HeadIndex(adapter.heads_per_layer(model))
     if len(set(index.heads_per_layer)) != 1:
@@ -122,6 +126,10 @@ def select_heads(
         )
     n = index.n
     budget = check_options(options, n)
+    if options.speedup is not None:
+        from cahp_edge.prune.units import heads_for_speedup
+
+        budget = heads_for_speedup(adapter, model, data, options.speedup)
     torch.manual_seed(options.seed)
     sel = make_selector(model, adapter, data, options)
     dense_acc, dense_loss = masked_eval(model, adapter, data.select)
@@ -141,7 +149,7 @@ def select_heads(
         acc, loss = masked_eval(model, adapter, data.select, masks[budget])
         meta.update(
             {
-                "budget_source": "--heads/--keep-ratio",
+                "budget_source": "--speedup" if options.speedup else "--heads/--keep-ratio",
                 "curve": [{"heads": budget, "accuracy": acc, "loss": loss}],
             }
         )

@@ -8,6 +8,8 @@ The data-side knobs a loop uses (batch size, max length, seed, columns) are ``Da
 
 from __future__ import annotations
 
+from typing import Literal
+
 from cahp_edge.options import StageOptions, opt
 
 FINETUNE_LR, RECOVER_LR = 5e-5, 3e-5  # default peak learning rates: a new head vs a nearly trained model
@@ -26,8 +28,29 @@ class LoopOptions(StageOptions):
         return self.learning_rate or (RECOVER_LR if recovering else FINETUNE_LR)
 
 
-class RecoverOptions(LoopOptions):
-    """One recovery fine-tune of the reshaped model on the training data (a build stage)."""
+class ReconstructOptions(StageOptions):
+    """How a pruned model wins accuracy back: a least-squares re-fit of each layer's output projections
+    to the dense model's layer outputs (seconds, no gradients: cahp_edge.train.reconstruct), a fine-tune,
+    or the re-fit followed by the fine-tune."""
+
+    recover_method: Literal["finetune", "reconstruct", "reconstruct+finetune"] = opt(
+        "finetune", "Recovery: finetune (gradient epochs), reconstruct (layer-wise least squares, needs "
+        "the dense model) or reconstruct+finetune.")
+    reconstruct_rows: int = opt(512, "Training rows the least-squares re-fit is fitted on.", ge=8, le=200_000)
+    reconstruct_damp: float = opt(0.01, "Ridge damping of the re-fit, relative to the mean input energy.",
+                                  ge=0.0, le=10.0)
+
+    @property
+    def reconstructs(self) -> bool:
+        return self.recover_method.startswith("reconstruct")
+
+    @property
+    def finetunes(self) -> bool:
+        return self.recover_method.endswith("finetune")
+
+
+class RecoverOptions(LoopOptions, ReconstructOptions):
+    """Recovery of the reshaped model on the training data (a build stage)."""
 
     recover_epochs: float = opt(1.0, "Recovery fine-tune epochs (0 = none).", ge=0.0)
     distill: bool = opt(False, "Distil the dense model's logits during recovery.")

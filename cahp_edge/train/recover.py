@@ -1,9 +1,13 @@
 """cahp-edge recover --model PRUNED_DIR --data TRAIN --out DIR [--teacher DENSE_DIR] [--eval DEV]
+                  [--recover-method finetune|reconstruct|reconstruct+finetune]
 
-One fine-tune of a reshaped (physically pruned) model to win back accuracy, optionally distilling
-the dense model's logits (loss = (1 - alpha) * CE + alpha * T^2 * KL). Works on any head layout,
-including layers that keep no heads. The result is saved with :func:`cahp_edge.model.load.save_pruned`,
-so it reloads with ``load_pruned`` / ``load_model`` exactly like the input.
+Wins back accuracy of a reshaped (physically pruned) model: one fine-tune, optionally distilling the
+dense model's logits (loss = (1 - alpha) * CE + alpha * T^2 * KL); or a layer-wise least-squares re-fit
+of the output projections to the dense model's layer outputs (:mod:`.reconstruct`, seconds, no
+gradients, needs the dense model as ``--teacher``); or the re-fit followed by the fine-tune. Works on any
+head and FFN layout, including layers that keep no heads or no neurons. The result is saved with
+:func:`cahp_edge.model.load.save_pruned`, so it reloads with ``load_pruned`` / ``load_model`` exactly
+like the input.
 
 Accuracy before/after is measured on ``--eval`` (the dev split); recovery trains on ``--data``
 (the training split), never on the split it is scored on.
@@ -16,10 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cahp_edge.data import TextDataset, align_labels, check_task, load_dataset
-from cahp_edge.errors import ModelError
+from cahp_edge.errors import ModelError, UsageError
 from cahp_edge.fsutil import check_output_dir
 from cahp_edge.model.evaluate import evaluate_accuracy
 from cahp_edge.train.loop import ProgressFn, TrainConfig, TrainResult, make_accelerator, train_classifier
+from cahp_edge.train.options import ReconstructOptions
 
 
 def recover(
@@ -75,8 +80,10 @@ class RecoverResult:
     eval_source: str | None
     teacher: str | None
     seconds: float
-    train: TrainResult
+    train: TrainResult  # steps == 0 when only reconstructed
     options: dict = field(default_factory=dict)
+    reconstruction: dict | None = None  # cahp_edge.train.reconstruct.ReconstructReport.to_dict()
+    accuracy_reconstructed: float | None = None  # on eval_source, after the re-fit, before any fine-tune
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -93,12 +100,23 @@ def recover_dir(
     cfg: TrainConfig | None = None,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    rec: ReconstructOptions | None = None,
+    dense: str | Path | None = None,
 ) -> RecoverResult:
-    """Load a pruned folder, recover it on ``data``, save to ``out`` (main process only)."""
+    """Load a pruned folder, recover it on ``data``, save to ``out`` (main process only).
+
+    ``teacher``: the dense model to distil from during a fine-tune (and to re-fit to, unless ``dense``
+    names it separately). ``rec``: which recovery (default: fine-tune only)."""
     from cahp_edge.model.load import load_model, read_heads_file, save_pruned
 
     cfg = cfg or TrainConfig(lr=3e-5)
     cfg.check()
+    rec = rec or ReconstructOptions()
+    dense = dense if dense is not None else teacher
+    if rec.reconstructs and dense is None:
+        raise UsageError(f"--recover-method {rec.recover_method} needs the dense model",
+                         "the re-fit matches the dense model's layer outputs",
+                         "pass --teacher DENSE_DIR (the model the plan was made from)")
     out = Path(out)
     check_output_dir(out, overwrite)
     t0 = time.perf_counter()
@@ -122,9 +140,19 @@ def recover_dir(
     before = None
     if eval_ds is not None and acc.is_main_process:
         before = evaluate_accuracy(lm.model.to(acc.device), lm.tokenizer, eval_ds, max_length=cfg.max_length)
-    m, res = recover(
-        lm.model, lm.tokenizer, train_ds, distill_from=t_model, cfg=cfg, progress=progress, accelerator=acc
-    )
+    recon = recon_acc = None
+    if rec.reconstructs:
+        d_model = t_model if dense == teacher and t_model is not None else \
+            load_model(dense, require_tokenizer=False).model
+        recon = _reconstruct(lm, d_model, train_ds, rec, cfg, progress).to_dict()
+        if eval_ds is not None and acc.is_main_process:
+            recon_acc = evaluate_accuracy(lm.model, lm.tokenizer, eval_ds, max_length=cfg.max_length)
+    if rec.finetunes and cfg.epochs > 0:
+        m, res = recover(lm.model, lm.tokenizer, train_ds, distill_from=t_model, cfg=cfg, progress=progress,
+                         accelerator=acc)
+    else:
+        m, res = lm.model, TrainResult(0, 0.0, 0, float("nan"), 0.0, acc.num_processes, str(acc.device),
+                                       acc.is_main_process)
     after = None
     if eval_ds is not None and acc.is_main_process:
         after = evaluate_accuracy(m, lm.tokenizer, eval_ds, max_length=cfg.max_length)
@@ -139,6 +167,9 @@ def recover_dir(
                     "accuracy_after": after,
                     "options": asdict(cfg),
                     "train": res.to_dict(),
+                    "method": rec.recover_method,
+                    "reconstruction": recon,
+                    "accuracy_reconstructed": recon_acc,
                 }
             }
         )
@@ -154,5 +185,26 @@ def recover_dir(
         str(teacher) if teacher else None,
         time.perf_counter() - t0,
         res,
-        asdict(cfg),
+        asdict(cfg) | rec.model_dump(),
+        recon,
+        recon_acc,
     )
+
+
+def _reconstruct(lm, dense_model, train_ds: TextDataset, rec: ReconstructOptions, cfg: TrainConfig,
+                 progress: ProgressFn | None):
+    """The least-squares re-fit on ``rec.reconstruct_rows`` seeded training rows (in place)."""
+    import random
+
+    from cahp_edge.data import encode
+    from cahp_edge.train.reconstruct import reconstruct
+
+    if {int(k): v for k, v in dense_model.config.id2label.items()} != \
+            {int(k): v for k, v in lm.model.config.id2label.items()}:
+        raise ModelError("the dense model's labels differ from the pruned model's", "",
+                         "pass the dense model the plan was made from")
+    n = min(rec.reconstruct_rows, len(train_ds))
+    rows = sorted(random.Random(cfg.seed).sample(range(len(train_ds)), n))
+    batches = encode(lm.tokenizer, train_ds.subset(rows), max_length=cfg.max_length, batch_size=32)
+    tick = (lambda done, total: progress(done, total, float("nan"))) if progress else None
+    return reconstruct(lm.model.cpu(), dense_model.cpu(), lm.adapter, batches, rec.reconstruct_damp, tick)

@@ -281,3 +281,51 @@ def test_mcnemar_counts_and_exact_p():
     assert (r["only_reference"], r["only_this"]) == (6, 1)
     assert abs(r["mcnemar_p"] - 2 * 8 / 2**7) < 1e-12  # P(X <= 1 or X >= 6), X ~ Bin(7, 1/2)
     assert mcnemar(ref, ref)["mcnemar_p"] == 1.0  # no discordant pairs: no evidence either way
+
+
+def test_heads_and_neurons_prune_reshape_reconstruct_through_the_cli(tiny_dir, sst, tmp_path, run):
+    plan_dir, pruned, rec = tmp_path / "plan", tmp_path / "pruned", tmp_path / "rec"
+    common = ["--data", str(sst / "train.txt"), "--calib-size", "32", "--select-size", "40"]
+    r = run("prune", "--model", str(tiny_dir), *common, "--out", str(plan_dir), "--units", "heads+neurons",
+            "--method", "fisher", "--speedup", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    assert plan["format"] == "cahp-plan/2" and plan["budget_source"] == "--speedup"
+    d = json.loads(r.stdout)
+    assert plan["speedup_ideal"] == d["speedup_ideal"] >= 2.0
+    assert d["neurons_per_layer"] == plan["neurons_per_layer"]
+    assert d["cost_model"]["source"].startswith("MAC-proportional (not measured)")
+    r = run("reshape", "--model", str(tiny_dir), "--plan", str(plan_dir), "--out", str(pruned), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["neurons_per_layer"] == plan["neurons_per_layer"]
+    r = run("recover", "--model", str(pruned), "--data", str(sst / "train.txt"), "--out", str(rec),
+            "--recover-method", "reconstruct", "--teacher", str(tiny_dir), "--eval", str(sst / "dev.txt"),
+            "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["train"]["steps"] == 0 and d["reconstruction"]["tokens"] > 0
+    assert 0 < d["reconstruction"]["error_ratio"] < 1
+    saved = json.loads((rec / "cahp_heads.json").read_text())
+    assert saved["recovery"]["method"] == "reconstruct"
+    assert saved["neurons_per_layer"] == plan["neurons_per_layer"]
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--speedup", "0.5"], 2, "--speedup"),
+    (["--speedup", "9"], 2, "out of reach for head pruning alone"),
+    (["--units", "heads+neurons", "--method", "michel", "--speedup", "2"], 2, "selects attention heads only"),
+    (["--speedup", "2", "--heads", "4"], 2, "--heads and --speedup both given"),
+])
+def test_bad_budgets_are_one_line_usage_errors(tiny_dir, sst, tmp_path, run, args, code, needle):
+    r = run("prune", "--model", str(tiny_dir), "--data", str(sst / "train.txt"), "--calib-size", "32",
+            "--select-size", "40", "--out", str(tmp_path / "p"), *args)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == code and len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_reconstruct_without_the_dense_model_is_refused(tiny_dir, sst, tmp_path, run):
+    r = run("recover", "--model", str(tiny_dir), "--data", str(sst / "train.txt"),
+            "--out", str(tmp_path / "r"), "--recover-method", "reconstruct")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and "pass --teacher DENSE_DIR" in lines[0], r.stderr

@@ -1,0 +1,186 @@
+"""Joint selection of attention heads and FFN neurons under one cost budget (issue 15).
+
+    plan = select_units(model, adapter, data, PruneOptions(units="heads+neurons", speedup=3))
+
+1. Importance of every head and neuron: the diagonal Fisher of its mask (:mod:`.fisher`), against the
+   dense model's predictions (``--salience-labels predicted``, no labels needed) or the gold labels.
+2. Candidate head sets per head count: ``fisher`` ranks heads by Fisher (Kwon et al. 2022); ``cahp``
+   takes CAHP's complementary sets (JSD graph + salience + budget-aware coverage: docs/cahp.md);
+   ``uniform`` keeps the same fraction of heads and neurons in every layer.
+3. :func:`.budget.fill_budget` buys the most important neurons with what each head set leaves of the
+   budget and keeps the split of largest kept importance. ``cahp`` then applies CAHP's coverage rule to
+   each layer's neurons (:mod:`.neurons`): a layer cut below ``coverage_from`` keeps one neuron per
+   cluster of activation signatures before filling by importance.
+4. Budget: ``--speedup S`` keeps at most dense cost / S; without it, a grid of speedups is scored on the
+   selection split and the knee of accuracy vs kept cost is taken (guarded by ``--max-drop``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from cahp_edge.arch import Adapter
+from cahp_edge.errors import UsageError
+from cahp_edge.model.mask import NeuronMask
+from cahp_edge.plan import HeadPlan
+from cahp_edge.prune.budget import Choice, UnitCost, fill_budget, mac_cost, top_mask, uniform_choice
+from cahp_edge.prune.fisher import unit_fisher
+from cahp_edge.prune.knee import find_knee
+from cahp_edge.prune.options import METHODS, PruneOptions
+from cahp_edge.prune.provenance import versions
+from cahp_edge.prune.salience import dense_predictions, masked_eval
+from cahp_edge.prune.sweep import SelectionData, default_grid
+
+JOINT_METHODS = ("cahp", "fisher", "uniform")
+# speedups (dense cost / kept cost) scored when no budget is given: the knee is taken among them
+SPEEDUP_GRID = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
+def mean_length(batches) -> float:
+    """Mean real (unpadded) tokens per example: the sequence length the MAC costs are taken at."""
+    toks = sum(int(b["attention_mask"].sum()) for b in batches)
+    n = sum(int(b["attention_mask"].shape[0]) for b in batches)
+    return toks / max(1, n)
+
+
+def joint_eval(model, adapter, batches, choice: Choice) -> tuple[float, float]:
+    """(accuracy, loss) with the choice's heads and neurons masked."""
+    with NeuronMask(model, adapter, choice.neurons):
+        return masked_eval(model, adapter, batches, choice.heads)
+
+
+class _Joint:
+    """Candidate head sets + unit importance for one method; ``choose(budget)`` -> Choice."""
+
+    def __init__(self, model, adapter, data: SelectionData, options: PruneOptions, cost: UnitCost,
+                 multiple: int, timings: dict) -> None:
+        self.model, self.adapter, self.options = model, adapter, options
+        self.cost, self.multiple = cost, multiple
+        t0 = time.perf_counter()
+        targets = dense_predictions(model, data.calib) if options.salience_labels == "predicted" else None
+        self.head_imp, self.neuron_imp = unit_fisher(model, adapter, data.calib, targets)  # (L, H), (L, I)
+        timings["salience_s"] = time.perf_counter() - t0
+        n = int(self.head_imp.numel())
+        self.head_sets: dict[int, torch.Tensor] = {0: torch.zeros_like(self.head_imp)}
+        t0 = time.perf_counter()
+        if options.method == "fisher":
+            self.head_sets.update({k: top_mask(self.head_imp, k) for k in range(1, n + 1)})
+        elif options.method == "cahp":
+            sel = METHODS["cahp"].load()(model, adapter, data, options.seed, **options.method_options())
+            counts = sorted(set(default_grid(n, 1, 24)) | {n}, reverse=True)
+            self.head_sets.update({k: m.float() for k, m in sel.masks(counts).items()})
+            self.signatures = None
+            from cahp_edge.prune.neurons import neuron_signatures
+
+            self.signatures = neuron_signatures(model, adapter, data.calib, seed=options.seed)
+            self.sig_timing = sel.info.get("timings", {})
+        timings["head_sets_s"] = time.perf_counter() - t0
+
+    def choose(self, budget: float) -> Choice:
+        if self.options.method == "uniform":
+            return uniform_choice(self.head_imp, self.neuron_imp, self.cost, budget, self.multiple)
+        c = fill_budget(self.head_sets, self.head_imp, self.neuron_imp, self.cost, budget, self.multiple)
+        if self.options.method == "cahp":
+            from cahp_edge.prune.neurons import complement_neurons
+
+            c.neurons = complement_neurons(c.neurons, self.neuron_imp, self.signatures,
+                                           self.options.coverage_from, self.options.coverage_full,
+                                           self.options.seed)
+        return c
+
+
+def check_units_options(o: PruneOptions) -> None:
+    if o.method not in JOINT_METHODS:
+        raise UsageError(f"--method {o.method} selects attention heads only",
+                         "with --units heads+neurons the methods are " + ", ".join(JOINT_METHODS),
+                         "pass --method cahp (or fisher, uniform), or --units heads")
+    if o.heads is not None or o.keep_ratio is not None:
+        raise UsageError("--heads/--keep-ratio count heads, but --units heads+neurons budgets cost",
+                         "heads and neurons share one budget", "pass --speedup S instead")
+
+
+def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, options: PruneOptions,
+                 sources: dict | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 multiple: int = 1) -> HeadPlan:
+    """A plan over heads and FFN neurons (``cahp-plan/2``); ``meta`` documents how it was chosen."""
+    check_units_options(options)
+    t_start = time.perf_counter()
+    tick = progress or (lambda *_: None)
+    heads, widths = adapter.heads_per_layer(model), adapter.neurons_per_layer(model)
+    if len(set(heads)) != 1 or len(set(widths)) != 1:
+        raise UsageError("the model is already pruned (layers have different head counts or FFN widths)",
+                         f"heads {heads}, FFN widths {widths}", "select units on the dense model")
+    torch.manual_seed(options.seed)
+    cost = mac_cost(adapter, model.config, mean_length(data.calib))
+    dense_cost = cost.of(heads, widths)
+    timings: dict = {}
+    tick("select units", 0, 1)
+    joint = _Joint(model, adapter, data, options, cost, multiple, timings)
+    tick("select units", 1, 1)
+    dense_acc, dense_loss = masked_eval(model, adapter, data.select)
+    speedups = [options.speedup] if options.speedup else list(SPEEDUP_GRID)
+    t0 = time.perf_counter()
+    points, choices = [], {}
+    for i, s in enumerate(speedups):
+        tick("knee sweep", i, len(speedups))
+        c = joint.choose(dense_cost / s)
+        acc, loss = joint_eval(model, adapter, data.select, c)
+        k = round(1000 * c.cost / dense_cost)  # kept cost in permille of dense: the knee's axis
+        choices[k] = c
+        points.append({"k": k, "speedup": round(dense_cost / c.cost, 3), "heads_kept": int(c.heads.sum()),
+                       "neurons_kept": int(c.neurons.sum()), "accuracy": acc, "loss": loss})
+    tick("knee sweep", len(speedups), len(speedups))
+    timings["sweep_s"] = time.perf_counter() - t0
+    meta: dict = {"method": options.method, "units": "heads+neurons",
+                  "options": options.model_dump(mode="json"),
+                  "seed": options.seed, "selection_accuracy_dense": dense_acc, "cost_model": cost.to_dict(),
+                  "dense_cost": dense_cost}
+    if options.speedup:
+        k_star = points[0]["k"]
+        meta["budget_source"] = "--speedup"
+        meta["curve"] = points
+    else:
+        pts = [{"k": 1000, "speedup": 1.0, "heads_kept": sum(heads), "neurons_kept": sum(widths),
+                "accuracy": dense_acc, "loss": dense_loss}, *points]
+        knee = find_knee([p["k"] for p in pts], [100 * p["accuracy"] for p in pts], options.degree,
+                         options.max_drop)
+        measured = sorted(p["k"] for p in pts)
+        k_star = min(k for k in measured if k >= knee.k)
+        if k_star == 1000:
+            choices[1000] = Choice(torch.ones_like(joint.head_imp), torch.ones_like(joint.neuron_imp),
+                                   dense_cost, 0.0)
+        meta.update({"budget_source": "knee", "knee": knee.to_dict(), "curve": pts,
+                     "fit_coefficients": knee.coef, "fit_domain": knee.domain})
+    chosen = choices[k_star]
+    at = next(p for p in meta["curve"] if p["k"] == k_star)
+    meta.update({"k_star": k_star, "speedup_ideal": round(dense_cost / chosen.cost, 3),
+                 "selection_drop_points": round(100 * (dense_acc - at["accuracy"]), 2),
+                 "salience": joint.head_imp.tolist(), "versions": versions(), "data": dict(sources or {}),
+                 "layers_heads": heads})
+    timings["selection_s"] = timings["salience_s"] + timings["head_sets_s"]
+    timings["total_s"] = time.perf_counter() - t_start
+    meta["timings"] = timings
+    kept_h = tuple(tuple(int(i) for i in r.nonzero().flatten()) for r in chosen.heads)
+    kept_n = tuple(tuple(int(i) for i in r.nonzero().flatten()) for r in chosen.neurons)
+    return HeadPlan(tuple(heads), kept_h, meta, tuple(widths), kept_n)
+
+
+def heads_for_speedup(adapter: Adapter, model: nn.Module, data: SelectionData, speedup: float) -> int:
+    """Head count of a head-only plan that meets ``speedup`` (MAC-proportional), else a one-line error
+    naming the fastest head-only plan."""
+    heads, widths = adapter.heads_per_layer(model), adapter.neurons_per_layer(model)
+    cost = mac_cost(adapter, model.config, mean_length(data.calib))
+    dense = cost.of(heads, widths)
+    floor = cost.of([0] * len(heads), widths) + cost.per_head  # a head-only plan keeps at least one head
+    if dense / speedup < floor:
+        best = np.floor(dense / floor * 100) / 100  # rounded down: the value shown is reachable
+        raise UsageError(f"--speedup {speedup:g} is out of reach for head pruning alone",
+                         f"keeping a single head gives at most {best:.2f}x (FFN neurons are "
+                         f"{100 * cost.per_neuron * sum(widths) / dense:.0f}% of the MACs)",
+                         f"pass --speedup {best:.2f} or less, or --units heads+neurons")
+    return min(sum(heads), 1 + int(np.floor((dense / speedup - floor) / cost.per_head + 1e-9)))
