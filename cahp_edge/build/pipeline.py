@@ -367,12 +367,18 @@ def _check_line(s: dict) -> str:
 
 
 def _prune_line(s: dict) -> str:
+    joint = "neurons_after" in s  # heads + FFN neurons: the knee's axis is kept cost in permille of dense
     if s.get("budget_source") != "knee":
         how = "fixed budget"
+    elif joint:
+        how = f"knee at {s['k_star'] / 10:g}% of the dense cost (degree {s['degree']})"
     elif s.get("knee") is not None and s["knee"] != s["k_star"]:  # the card and report say the same
         how = f"knee of the degree-{s['degree']} fit at k={s['knee']}, kept {s['k_star']} (next grid point)"
     else:
         how = f"knee at k={s['k_star']} (degree {s['degree']})"
+    if joint:
+        how = (f"{s['neurons_before']} -> {s['neurons_after']} FFN neurons, ideal speedup "
+               f"{s['speedup_ideal']:.2f}x ({s['cost_source']}), {how}")
     cost = drop_text(s.get("drop"))
     if s.get("guard"):
         how += f" ({s['guard']})"
@@ -390,7 +396,7 @@ def _recover_line(s: dict) -> str:
     parts = []
     if s.get("reconstruction"):
         r = s["reconstruction"]
-        parts.append(f"least-squares re-fit on {r['tokens']} tokens in {r['seconds']:.1f} s "
+        parts.append(f"least-squares re-fit on {r['positions']} tokens in {r['seconds']:.1f} s "
                      f"(layer error x{r['error_ratio']:.2f})")
     if s.get("steps"):
         parts.append(f"{s.get('epochs', '?')} epoch(s), {s.get('steps', '?')} steps, loss {loss:.3f}")

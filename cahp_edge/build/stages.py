@@ -224,6 +224,9 @@ def prune(
         "drop": kept_drop({**m, "total_kept": plan.total_kept}),
         "guard": guard_text(knee),
         "better_rival": better_rival(m),
+        **({"neurons_before": sum(plan.num_neurons), "neurons_after": sum(plan.neurons_per_layer),
+            "neurons_per_layer": plan.neurons_per_layer, "speedup_ideal": m.get("speedup_ideal"),
+            "cost_source": (m.get("cost_model") or {}).get("source")} if plan.prunes_neurons else {}),
     }
 
 
@@ -271,7 +274,7 @@ def recover(
         "teacher": res.teacher,
         "device": res.train.device,
         "reconstruction": None if res.reconstruction is None else {
-            k: res.reconstruction[k] for k in ("tokens", "seconds", "damp", "error_ratio")},
+            k: res.reconstruction[k] for k in ("positions", "seconds", "damp", "error_ratio")},
     }
 
 

@@ -139,7 +139,7 @@ def recover(
         r = res.reconstruction
         acc_r = res.accuracy_reconstructed
         mid = "" if acc_r is None else f", {100 * acc_r:.1f}% after it"
-        how.append(f"least-squares re-fit on {r['tokens']} tokens in {r['seconds']:.1f} s "
+        how.append(f"least-squares re-fit on {r['positions']} tokens in {r['seconds']:.1f} s "
                    f"(layer error x{r['error_ratio']:.2f}{mid})")
     if res.train.steps:
         how.append(f"{res.train.steps} steps{' with distillation' if teacher else ''} "

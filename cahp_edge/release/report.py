@@ -93,6 +93,11 @@ def _budget_rows(verdict: dict) -> list[list[str]]:
 def _knee_text(plan: dict, knee: dict) -> str:
     cost = plots.drop_text(plots.kept_drop(plan))
     cost = f"; {cost}" if cost else ""
+    if plan.get("kept_neurons") is not None:  # heads + FFN neurons: one cost budget
+        if "k" not in knee:
+            return ", cost budget fixed by --speedup" + cost
+        return f", knee of the degree-{knee.get('degree')} fit at {plan.get('k_star', knee['k']) / 10:g}% " \
+               "of the dense cost" + cost
     if "k" not in knee:
         return ", head count fixed by --heads / --keep-ratio" + cost
     kept = plan.get("k_star", knee["k"])
@@ -117,6 +122,7 @@ def model_card(ctx: ReportContext) -> str:
         f"- Heads: {sum(plan.get('num_heads', []))} -> {sum(hp)} (per layer {hp}); method "
         f"`{plan.get('method', '?')}`"
         + _knee_text(plan, knee),
+        *_ffn_lines(plan),
         f"- Quantization: {t.quantization.mode} {t.quantization.format}, per-channel "
         f"{t.quantization.per_channel}, reduce-range {t.quantization.reduce_range} — {t.quantization.why}",
         "",
@@ -139,10 +145,24 @@ def model_card(ctx: ReportContext) -> str:
         "## Limitations",
         "",
         "- Accuracy is measured on the evaluation split named above only.",
-        "- Pruning removes attention heads; speedups are bounded by the attention share of the FLOPs.",
+        "- Pruning removes attention heads; speedups are bounded by the attention share of the FLOPs."
+        if plan.get("kept_neurons") is None else
+        "- Pruning removes attention heads and FFN neurons; the ideal speedup is MAC-proportional at the "
+        "calibration data's mean length unless the cost model says it was measured.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _ffn_lines(plan: dict) -> list[str]:
+    """The FFN half of a heads + neurons plan: widths, and the cost model its budget was counted in."""
+    if plan.get("kept_neurons") is None:
+        return []
+    npl = plan.get("neurons_per_layer") or [len(k) for k in plan["kept_neurons"]]
+    cost = plan.get("cost_model") or {}
+    source = cost.get("source", "cost model unknown")
+    return [f"- FFN neurons: {sum(plan.get('num_neurons', []))} -> {sum(npl)} (per layer {npl}); ideal "
+            f"speedup {plan.get('speedup_ideal', float('nan')):.2f}x ({source})"]
 
 
 def _measured_lines(ctx: ReportContext) -> list[str]:

@@ -47,7 +47,7 @@ class SublayerFit:
 
 @dataclass
 class ReconstructReport:
-    tokens: int
+    positions: int  # token positions fitted on, padding excluded (a key named "tokens" is redacted)
     damp: float
     seconds: float
     fits: list[SublayerFit] = field(default_factory=list)

@@ -303,7 +303,7 @@ def test_heads_and_neurons_prune_reshape_reconstruct_through_the_cli(tiny_dir, s
             "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert d["train"]["steps"] == 0 and d["reconstruction"]["tokens"] > 0
+    assert d["train"]["steps"] == 0 and d["reconstruction"]["positions"] > 0
     assert 0 < d["reconstruction"]["error_ratio"] < 1
     saved = json.loads((rec / "cahp_heads.json").read_text())
     assert saved["recovery"]["method"] == "reconstruct"

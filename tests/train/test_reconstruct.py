@@ -38,7 +38,7 @@ def test_reconstruction_lowers_every_sublayer_error_and_moves_toward_dense(famil
     for f in rep.fits:
         assert f.error_after < f.error_before and not f.kept_old, f  # each one, zero-unit ones (bias) too
     assert sum(f.error_after for f in rep.fits) < 0.5 * sum(f.error_before for f in rep.fits)
-    assert rep.tokens == sum(int(b["attention_mask"].sum()) for b in calib)
+    assert rep.positions == sum(int(b["attention_mask"].sum()) for b in calib)
     assert (after - ref).abs().mean() < 0.5 * (before - ref).abs().mean()  # held-out rows, not calibration
 
     # the last sublayer's reported error is what a fresh pass over the re-fit model measures
