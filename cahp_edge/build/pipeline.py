@@ -34,6 +34,7 @@ from cahp_edge.plan import PLAN_FILE
 from cahp_edge.plots import drop_text
 from cahp_edge.prune.options import PruneOptions
 from cahp_edge.release.package import check_replaceable
+from cahp_edge.targets.costmodel import COST_MODEL_VERSION, measurable_here
 from cahp_edge.targets.options import ValidateOptions
 from cahp_edge.train.options import RecoverOptions
 
@@ -215,10 +216,18 @@ def build_locked(
             "fine-tune longer or with another learning rate (`cahp-edge finetune --epochs 3 --lr 3e-5`), "
             "or pass --allow-weak-model to build anyway",
         )
+    cost = None
+    if prune_o.units == "heads+neurons" and prune_o.cost_model == "auto" and targets \
+            and measurable_here(targets[0]):
+        # one plan serves every target: its latency model is the first target's (docs/cahp.md)
+        first = st.bench_target(targets[0], opts)
+        cost = run("cost", {**base, "target": first.summary(), "code": COST_MODEL_VERSION},
+                   lambda a: st.cost(a, src.model_dir, targets[0], opts), _cost_line)
     prune = run(
         "prune",
-        {**base, **data_in, "prune": prune_o.cache_key()},
-        lambda a: st.prune(a, src.model_dir, opts, prune_o, src.id2label, ev.progress),
+        {**base, **data_in, "prune": prune_o.cache_key(), "cost": cost.tree if cost else None},
+        lambda a: st.prune(a, src.model_dir, opts, prune_o, src.id2label, ev.progress,
+                           cost.path if cost else None),
         _prune_line,
     )
     shape = run(
@@ -366,6 +375,11 @@ def _check_line(s: dict) -> str:
             f"{s['ln_labels']:.3f}): {verdict}")
 
 
+def _cost_line(s: dict) -> str:
+    return (f"{s['target']}: {s['fixed_ms']:.2f} ms + {s['per_head_ms']:.3f} ms per head + "
+            f"{1000 * s['per_neuron_ms']:.2f} us per FFN neuron (dense {s['dense_ms']:.2f} ms measured)")
+
+
 def _prune_line(s: dict) -> str:
     joint = "neurons_after" in s  # heads + FFN neurons: the knee's axis is kept cost in permille of dense
     if s.get("budget_source") != "knee":
@@ -377,7 +391,8 @@ def _prune_line(s: dict) -> str:
     else:
         how = f"knee at k={s['k_star']} (degree {s['degree']})"
     if joint:
-        how = (f"{s['neurons_before']} -> {s['neurons_after']} FFN neurons, ideal speedup "
+        kind = "predicted" if s.get("cost_unit") == "ms" else "ideal"
+        how = (f"{s['neurons_before']} -> {s['neurons_after']} FFN neurons, {kind} speedup "
                f"{s['speedup_ideal']:.2f}x ({s['cost_source']}), {how}")
     cost = drop_text(s.get("drop"))
     if s.get("guard"):

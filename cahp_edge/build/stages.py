@@ -181,10 +181,28 @@ def finetune(
     }
 
 
+def cost(art: Path, model_dir: Path, target, opts) -> dict:
+    """The target's latency cost per head and per FFN neuron, measured on this host (targets.costmodel)."""
+    from cahp_edge.targets.costmodel import measure_cost
+
+    tgt = bench_target(target, opts)
+    runs = max(4, min(30, tgt.benchmark.runs))
+    c = measure_cost(model_dir, tgt, runs=runs, rounds=min(4, runs))
+    art.mkdir()
+    write_json(art / COST_FILE, c.to_dict())
+    return {"target": target.name, "per_head_ms": c.per_head, "per_neuron_ms": c.per_neuron,
+            "fixed_ms": c.fixed, "dense_ms": c.measured[0]["p50_ms"], "source": c.source}
+
+
+COST_FILE = "cost.json"
+
+
 def prune(
-    art: Path, model_dir: Path, opts, po, id2label: dict, progress: Progress | None = None
+    art: Path, model_dir: Path, opts, po, id2label: dict, progress: Progress | None = None,
+    cost_dir: Path | None = None,
 ) -> dict:
-    """Select heads with ``po`` (the build's PruneOptions, the same object its cache key was made of)."""
+    """Select heads with ``po`` (the build's PruneOptions, the same object its cache key was made of);
+    ``cost_dir``: the cost stage's artifact (the first target's measured latency model), if any."""
     from cahp_edge.data import check_task
     from cahp_edge.fsutil import atomic_dir
     from cahp_edge.model.load import load_model
@@ -203,7 +221,12 @@ def prune(
     )
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
-    plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick)
+    unit_cost = None
+    if cost_dir is not None:
+        from cahp_edge.prune.cost import UnitCost
+
+        unit_cost = UnitCost(**json.loads((cost_dir / COST_FILE).read_text(encoding="utf-8")))
+    plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick, cost=unit_cost)
     plan.meta["model"] = {"source_hash": lm.source_hash}
     dist = plan.meta.pop("_distance", None)
     with atomic_dir(art) as tmp:
@@ -226,7 +249,8 @@ def prune(
         "better_rival": better_rival(m),
         **({"neurons_before": sum(plan.num_neurons), "neurons_after": sum(plan.neurons_per_layer),
             "neurons_per_layer": plan.neurons_per_layer, "speedup_ideal": m.get("speedup_ideal"),
-            "cost_source": (m.get("cost_model") or {}).get("source")} if plan.prunes_neurons else {}),
+            "cost_source": (m.get("cost_model") or {}).get("source"),
+            "cost_unit": (m.get("cost_model") or {}).get("unit")} if plan.prunes_neurons else {}),
     }
 
 

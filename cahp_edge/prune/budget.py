@@ -1,9 +1,6 @@
-"""What a plan costs: a per-unit cost model (MACs, or milliseconds measured on a target) and the
-joint search that fills a budget with the most important heads and FFN neurons.
+"""The joint search that fills a cost budget (:mod:`.cost`) with the most important heads and FFN neurons.
 
-    cost = mac_cost(adapter, model.config, seq_len=31)            # MAC-proportional, labelled as such
-    cost.of([12] * 6, [1536] * 6)                                 # the dense model
-    choice = fill_budget(head_sets, head_imp, neuron_imp, cost, budget=cost.dense(...) / 3)
+    choice = fill_budget(head_sets, head_imp, neuron_imp, cost, budget=cost.of(dense...) / 3)
 
 The search is Kwon et al. 2022's (``search_mac`` in their public code): for each candidate head set,
 the budget left buys the most important FFN neurons (ranked globally across layers); the split with the
@@ -13,37 +10,11 @@ complementary sets), so the same search serves every method.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from cahp_edge.arch import Adapter
-
-
-@dataclass(frozen=True)
-class UnitCost:
-    """Cost of each kept unit plus what no plan removes, in ``unit`` (MACs or ms)."""
-
-    per_head: float
-    per_neuron: float
-    fixed: float  # embeddings, layer norms, pooler and classifier: paid whatever the plan
-    unit: str
-    source: str  # how it was obtained, shown with every number derived from it
-
-    def of(self, heads_per_layer, neurons_per_layer) -> float:
-        return self.fixed + self.per_head * sum(heads_per_layer) + self.per_neuron * sum(neurons_per_layer)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def mac_cost(adapter: Adapter, config, seq_len: float) -> UnitCost:
-    """MACs of one sequence of ``seq_len`` tokens (batch 1), per head and per FFN neuron (the formulas of
-    :mod:`cahp_edge.model.accounting`); fixed = pooler + classifier (embeddings are lookups)."""
-    T, D, d = float(seq_len), adapter.hidden_size(config), adapter.head_size(config)
-    labels = int(getattr(config, "num_labels", 2))
-    return UnitCost(per_head=4 * T * D * d + 2 * T * T * d, per_neuron=2 * T * D, fixed=D * D + D * labels,
-                    unit="MACs", source=f"MAC-proportional (not measured), seq {T:.1f}")
+from cahp_edge.prune.cost import UnitCost
 
 
 @dataclass

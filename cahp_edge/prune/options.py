@@ -101,8 +101,14 @@ class PruneOptions(CahpOptions):
         "heads", "What to prune: attention heads, or heads and FFN neurons under one budget "
         "(methods cahp, fisher, uniform).")
     speedup: float | None = opt(
-        None, "Keep at most 1/S of the dense model's MACs at the data's mean length (skips the knee).",
-        ge=1.0, examples=[2.0, 3.0])
+        None, "Keep at most 1/S of the dense model's cost: latency when measured for the build's first "
+        "target, else MACs at the data's mean length (skips the knee).", ge=1.0, examples=[2.0, 3.0])
+    latency_budget_ms: float | None = opt(
+        None, "Keep the most accurate plan whose predicted p50 on the build's first target is at most X "
+        "ms (--units heads+neurons; needs a measured cost model).", gt=0.0)
+    cost_model: Literal["auto", "macs"] = opt(
+        "auto", "What a plan costs: auto (latency measured for the build's first target when this host "
+        "runs its instruction set, else MACs) or macs.")
     degree: int = opt(3, "Polynomial degree of the knee fit.", ge=1, le=10)
     max_drop: float = opt(
         DEFAULT_MAX_DROP,
@@ -121,8 +127,9 @@ class PruneOptions(CahpOptions):
 
     @model_validator(mode="after")
     def _one_budget(self) -> PruneOptions:
-        budgets = [n for n, v in (("--heads", self.heads), ("--keep-ratio", self.keep_ratio),
-                                  ("--speedup", self.speedup)) if v is not None]
+        given = (("--heads", self.heads), ("--keep-ratio", self.keep_ratio), ("--speedup", self.speedup),
+                 ("--latency-budget-ms", self.latency_budget_ms))
+        budgets = [n for n, v in given if v is not None]
         if len(budgets) > 1:
             raise ValueError(f"{' and '.join(budgets)} both given: they set the same budget; pass only one")
         unknown = [r for r in self.rival_methods() if r not in METHODS]

@@ -56,11 +56,14 @@ def check_options(o: PruneOptions, n_total: int) -> int | None:
     return resolve_budget(n_total, o.heads, o.keep_ratio)
 
 
-def check_budget(model: nn.Module, adapter: Adapter, data: SelectionData, o: PruneOptions) -> None:
-    """Every budget error (ranges, a method that cannot prune neurons, a speedup out of reach) before any
-    selection work starts: one line each."""
-    from cahp_edge.prune.units import check_units_options, heads_for_speedup
+def check_budget(model: nn.Module, adapter: Adapter, data: SelectionData, o: PruneOptions,
+                 cost=None) -> None:
+    """Every budget error (ranges, a method that cannot prune neurons, a speedup or latency out of reach)
+    before any selection work starts: one line each. ``cost``: as for :func:`select_heads`."""
+    from cahp_edge.prune.cost import mac_cost
+    from cahp_edge.prune.units import check_cost, check_units_options, heads_for_speedup, mean_length
 
+    check_cost(o, cost or mac_cost(adapter, model.config, mean_length(data.calib)))
     if o.units == "heads+neurons":
         check_units_options(o)
         return
@@ -105,17 +108,23 @@ def select_heads(
     options: PruneOptions,
     sources: dict | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    cost=None,
 ) -> HeadPlan:
     """Choose the heads to keep; returns a plan whose ``meta`` documents how (see module doc).
 
     ``progress(task, done, total)``: "select heads" while the selector works (one step: the selector
     has no finer hook), then "knee sweep" per evaluated head count. With ``options.units ==
-    "heads+neurons"`` the plan also prunes FFN neurons under one cost budget (:mod:`.units`).
+    "heads+neurons"`` the plan also prunes FFN neurons under one cost budget (:mod:`.units`), counted in
+    ``cost`` (a :class:`.budget.UnitCost`: a target's measured latency model; default MACs).
     """
     if options.units == "heads+neurons":
         from cahp_edge.prune.units import select_units
 
-        return select_units(model, adapter, data, options, sources, progress)
+        return select_units(model, adapter, data, options, sources, progress, cost=cost)
+    if options.latency_budget_ms is not None:
+        from cahp_edge.prune.units import check_cost
+
+        check_cost(options, cost)  # refuses: a latency budget spans heads and neurons
     t_start = time.perf_counter()
     index = HeadIndex(adapter.heads_per_layer(model))
     if len(set(index.heads_per_layer)) != 1:

@@ -11,8 +11,9 @@
    budget and keeps the split of largest kept importance. ``cahp`` then applies CAHP's coverage rule to
    each layer's neurons (:mod:`.neurons`): a layer cut below ``coverage_from`` keeps one neuron per
    cluster of activation signatures before filling by importance.
-4. Budget: ``--speedup S`` keeps at most dense cost / S; without it, a grid of speedups is scored on the
-   selection split and the knee of accuracy vs kept cost is taken (guarded by ``--max-drop``).
+4. Budget: ``--speedup S`` keeps at most dense cost / S, ``--latency-budget-ms X`` at most X ms of a
+   measured cost model; without either, a grid of speedups is scored on the selection split and the knee
+   of accuracy vs kept cost (latency when measured) is taken (guarded by ``--max-drop``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from cahp_edge.arch import Adapter
 from cahp_edge.errors import UsageError
 from cahp_edge.model.mask import NeuronMask
 from cahp_edge.plan import HeadPlan
-from cahp_edge.prune.budget import Choice, UnitCost, fill_budget, mac_cost, top_mask, uniform_choice
+from cahp_edge.prune.budget import Choice, fill_budget, top_mask, uniform_choice
+from cahp_edge.prune.cost import UnitCost, mac_cost
 from cahp_edge.prune.fisher import unit_fisher
 from cahp_edge.prune.knee import find_knee
 from cahp_edge.prune.options import METHODS, PruneOptions
@@ -104,10 +106,29 @@ def check_units_options(o: PruneOptions) -> None:
                          "heads and neurons share one budget", "pass --speedup S instead")
 
 
+def check_cost(o: PruneOptions, cost: UnitCost | None) -> None:
+    """A latency budget needs a latency cost model, and one some plan can meet (one line each)."""
+    if o.latency_budget_ms is None:
+        return
+    if o.units != "heads+neurons":  # checked first: ``cost`` may be None for head-only selection
+        raise UsageError("--latency-budget-ms budgets heads and FFN neurons together",
+                         "it needs --units heads+neurons", "pass --units heads+neurons (or use --speedup)")
+    if cost is None or cost.unit != "ms":
+        raise UsageError("--latency-budget-ms needs a measured latency cost model",
+                         f"this plan's costs are {cost.source if cost else 'MACs'}",
+                         "build for a target this host can time (an x86 target on an x86 host), "
+                         "or pass --speedup")
+    if o.latency_budget_ms <= cost.fixed:
+        raise UsageError(f"--latency-budget-ms {o.latency_budget_ms:g} is below every plan",
+                         f"the fastest plan (no heads, no FFN neurons) is predicted at {cost.fixed:.2f} ms "
+                         f"({cost.source})", f"pass --latency-budget-ms above {cost.fixed:.2f}")
+
+
 def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, options: PruneOptions,
                  sources: dict | None = None, progress: Callable[[str, int, int], None] | None = None,
-                 multiple: int = 1) -> HeadPlan:
-    """A plan over heads and FFN neurons (``cahp-plan/2``); ``meta`` documents how it was chosen."""
+                 multiple: int = 1, cost: UnitCost | None = None) -> HeadPlan:
+    """A plan over heads and FFN neurons (``cahp-plan/2``); ``meta`` documents how it was chosen.
+    ``cost``: the target's measured cost model (default: MACs at the calibration data's mean length)."""
     check_units_options(options)
     t_start = time.perf_counter()
     tick = progress or (lambda *_: None)
@@ -116,37 +137,43 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
         raise UsageError("the model is already pruned (layers have different head counts or FFN widths)",
                          f"heads {heads}, FFN widths {widths}", "select units on the dense model")
     torch.manual_seed(options.seed)
-    cost = mac_cost(adapter, model.config, mean_length(data.calib))
+    cost = cost or mac_cost(adapter, model.config, mean_length(data.calib))
+    check_cost(options, cost)
     dense_cost = cost.of(heads, widths)
     timings: dict = {}
     tick("select units", 0, 1)
     joint = _Joint(model, adapter, data, options, cost, multiple, timings)
     tick("select units", 1, 1)
     dense_acc, dense_loss = masked_eval(model, adapter, data.select)
-    speedups = [options.speedup] if options.speedup else list(SPEEDUP_GRID)
+    fixed_budget = options.speedup is not None or options.latency_budget_ms is not None
+    if options.latency_budget_ms is not None:
+        budgets = [min(dense_cost, options.latency_budget_ms)]
+    else:
+        budgets = [dense_cost / s for s in ([options.speedup] if options.speedup else SPEEDUP_GRID)]
     t0 = time.perf_counter()
     points, choices = [], {}
-    for i, s in enumerate(speedups):
-        tick("knee sweep", i, len(speedups))
-        c = joint.choose(dense_cost / s)
+    for i, b in enumerate(budgets):
+        tick("knee sweep", i, len(budgets))
+        c = joint.choose(b)
         acc, loss = joint_eval(model, adapter, data.select, c)
         k = round(1000 * c.cost / dense_cost)  # kept cost in permille of dense: the knee's axis
         choices[k] = c
         points.append({"k": k, "speedup": round(dense_cost / c.cost, 3), "heads_kept": int(c.heads.sum()),
-                       "neurons_kept": int(c.neurons.sum()), "accuracy": acc, "loss": loss})
-    tick("knee sweep", len(speedups), len(speedups))
+                       "neurons_kept": int(c.neurons.sum()), "accuracy": acc, "loss": loss,
+                       "cost": c.cost})
+    tick("knee sweep", len(budgets), len(budgets))
     timings["sweep_s"] = time.perf_counter() - t0
     meta: dict = {"method": options.method, "units": "heads+neurons",
                   "options": options.model_dump(mode="json"),
                   "seed": options.seed, "selection_accuracy_dense": dense_acc, "cost_model": cost.to_dict(),
                   "dense_cost": dense_cost}
-    if options.speedup:
+    if fixed_budget:
         k_star = points[0]["k"]
-        meta["budget_source"] = "--speedup"
+        meta["budget_source"] = "--speedup" if options.speedup else "--latency-budget-ms"
         meta["curve"] = points
     else:
         pts = [{"k": 1000, "speedup": 1.0, "heads_kept": sum(heads), "neurons_kept": sum(widths),
-                "accuracy": dense_acc, "loss": dense_loss}, *points]
+                "accuracy": dense_acc, "loss": dense_loss, "cost": dense_cost}, *points]
         knee = find_knee([p["k"] for p in pts], [100 * p["accuracy"] for p in pts], options.degree,
                          options.max_drop)
         measured = sorted(p["k"] for p in pts)
@@ -159,6 +186,7 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
     chosen = choices[k_star]
     at = next(p for p in meta["curve"] if p["k"] == k_star)
     meta.update({"k_star": k_star, "speedup_ideal": round(dense_cost / chosen.cost, 3),
+                 "predicted_cost": chosen.cost,
                  "selection_drop_points": round(100 * (dense_acc - at["accuracy"]), 2),
                  "salience": joint.head_imp.tolist(), "versions": versions(), "data": dict(sources or {}),
                  "layers_heads": heads})

@@ -1,5 +1,6 @@
 """`build --units heads+neurons --speedup 2 --recover-method reconstruct` end to end on a tiny BERT: the
-release's ONNX graph has the plan's per-layer FFN widths, the card says what was pruned and how."""
+target's latency cost model is measured (x86 host), the release's ONNX graph has the plan's per-layer FFN
+widths, the card says what was pruned, how, and in which cost the budget was counted."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import pytest
 
 from cahp_edge.build.options import make_options
 from cahp_edge.build.pipeline import build
+from cahp_edge.targets.costmodel import measurable_here
+from cahp_edge.targets.profile import load_target
 from tests.helpers.build_tiny import TINY_CONFIG, make_checkpoint, make_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not measurable_here(load_target("x86-64-avx2")),
+                                                   reason="the cost stage times x86 targets on x86 hosts")]
 
 
 def test_heads_and_neurons_build_ships_the_plans_widths(tmp_path):
@@ -40,5 +44,9 @@ def test_heads_and_neurons_build_ships_the_plans_widths(tmp_path):
     assert widths == plan["neurons_per_layer"] and sum(widths) < 144
     card = (d / "MODEL_CARD.md").read_text()
     assert f"FFN neurons: 144 -> {sum(plan['neurons_per_layer'])}" in card
-    assert "cost budget fixed by --speedup" in card and "MAC-proportional" in card
+    assert "cost budget fixed by --speedup" in card
+    # an x86 target on an x86 host: the budget is counted in the target's measured latency
+    assert "cost" in res.stages and plan["cost_model"]["unit"] == "ms"
+    assert "measured: x86-64-avx2 int8 recipe" in card
+    assert plan["predicted_cost"] <= plan["dense_cost"] / 2 + 1e-9
     assert "prune" in res.stages and "recover" in res.stages

@@ -14,7 +14,8 @@ from cahp_edge.errors import UsageError
 from cahp_edge.model.accounting import ideal_speedup, model_cost
 from cahp_edge.model.reshape import reshape
 from cahp_edge.prune.batches import Batches
-from cahp_edge.prune.budget import UnitCost, fill_budget, round_down, top_mask, uniform_choice
+from cahp_edge.prune.budget import fill_budget, round_down, top_mask, uniform_choice
+from cahp_edge.prune.cost import UnitCost
 from cahp_edge.prune.neurons import complement_neurons
 from cahp_edge.prune.select import PruneOptions, select_heads
 from cahp_edge.prune.sweep import SelectionData
@@ -135,3 +136,23 @@ def test_select_units_knee_and_bad_budgets(setup):
     assert ideal_speedup(model_cost(m, T, ad), model_cost(pruned, T, ad)) >= 1.5
     with pytest.raises(UsageError, match="--speedup"):
         PruneOptions(speedup=0.5)
+
+
+def test_latency_budget_on_a_synthetic_table(setup):
+    m, ad, data = setup
+    table = UnitCost(per_head=0.05, per_neuron=0.002, fixed=1.0, unit="ms", source="synthetic table")
+    dense = table.of([4] * 3, [48] * 3)  # 1 + 0.6 + 0.288 ms
+    for budget in (1.2, 1.5, dense - 0.01):
+        plan = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons",
+                                                      latency_budget_ms=budget), cost=table)
+        predicted = table.of(plan.heads_per_layer, plan.neurons_per_layer)
+        assert predicted <= budget and predicted == pytest.approx(plan.meta["predicted_cost"])
+        assert budget - predicted < 0.05 + 1e-9  # filled up to one head's cost
+        assert plan.meta["budget_source"] == "--latency-budget-ms" and plan.meta["cost_model"]["unit"] == "ms"
+    with pytest.raises(UsageError, match=r"fastest plan \(no heads, no FFN neurons\) is predicted at 1\.00"):
+        select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", latency_budget_ms=0.9),
+                     cost=table)
+    with pytest.raises(UsageError, match="needs a measured latency cost model"):
+        select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", latency_budget_ms=5))
+    with pytest.raises(UsageError, match="needs --units heads\\+neurons"):
+        select_heads(m, ad, data, PruneOptions(latency_budget_ms=5), cost=table)
