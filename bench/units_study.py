@@ -28,12 +28,12 @@ def _bits(t: torch.Tensor) -> str:
 
 def run(a) -> None:
     torch.set_num_threads(a.threads)
+    from cahp_edge.model.reconstruct import reconstruct
     from cahp_edge.model.reshape import reshape
     from cahp_edge.prune.options import PruneOptions
     from cahp_edge.prune.salience import accuracy_of, masked_outcomes
     from cahp_edge.prune.select import select_heads
     from cahp_edge.prune.units import mean_length
-    from cahp_edge.train.reconstruct import reconstruct
 
     lm, data, ev, sp = task_data(a.task, a.model, a.seed)
     m, ad = lm.model, lm.adapter

@@ -106,6 +106,9 @@ class PruneOptions(CahpOptions):
     latency_budget_ms: float | None = opt(
         None, "Keep the most accurate plan whose predicted p50 on the build's first target is at most X "
         "ms (--units heads+neurons; needs a measured cost model).", gt=0.0)
+    knee_accuracy: Literal["reconstructed", "masked"] = opt(
+        "reconstructed", "Heads+neurons: the selection accuracy each budget is judged by: after the "
+        "least-squares re-fit on the calibration rows (what --recover-method reconstruct ships) or masked.")
     cost_model: Literal["auto", "macs"] = opt(
         "auto", "What a plan costs: auto (latency measured for the build's first target when this host "
         "runs its instruction set, else MACs) or macs.")

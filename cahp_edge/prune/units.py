@@ -11,7 +11,11 @@
    budget and keeps the split of largest kept importance. ``cahp`` then applies CAHP's coverage rule to
    each layer's neurons (:mod:`.neurons`): a layer cut below ``coverage_from`` keeps one neuron per
    cluster of activation signatures before filling by importance.
-4. Budget: ``--speedup S`` keeps at most dense cost / S, ``--latency-budget-ms X`` at most X ms of a
+4. Each budget's selection accuracy is measured after the least-squares re-fit to the dense model on the
+   calibration rows (``--knee-accuracy reconstructed``, what ``--recover-method reconstruct`` ships;
+   masked accuracy is recorded beside it): masked, a 2x cut of MiniLM loses ~5 points that the re-fit
+   wins back, so a knee read from masked accuracy would stop far too early.
+5. Budget: ``--speedup S`` keeps at most dense cost / S, ``--latency-budget-ms X`` at most X ms of a
    measured cost model; without either, a grid of speedups is scored on the selection split and the knee
    of accuracy vs kept cost (latency when measured) is taken (guarded by ``--max-drop``).
 """
@@ -35,12 +39,12 @@ from cahp_edge.prune.fisher import unit_fisher
 from cahp_edge.prune.knee import find_knee
 from cahp_edge.prune.options import METHODS, PruneOptions
 from cahp_edge.prune.provenance import versions
-from cahp_edge.prune.salience import dense_predictions, masked_eval
+from cahp_edge.prune.salience import accuracy_of, dense_predictions, masked_eval, masked_outcomes
 from cahp_edge.prune.sweep import SelectionData, default_grid
 
 JOINT_METHODS = ("cahp", "fisher", "uniform")
 # speedups (dense cost / kept cost) scored when no budget is given: the knee is taken among them
-SPEEDUP_GRID = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+SPEEDUP_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 
 
 def mean_length(batches) -> float:
@@ -50,22 +54,42 @@ def mean_length(batches) -> float:
     return toks / max(1, n)
 
 
-def joint_eval(model, adapter, batches, choice: Choice) -> tuple[float, float]:
-    """(accuracy, loss) with the choice's heads and neurons masked."""
-    with NeuronMask(model, adapter, choice.neurons):
-        return masked_eval(model, adapter, batches, choice.heads)
+def outcomes(model, adapter, data: SelectionData, choice: Choice, kind: str) -> tuple[torch.Tensor, float]:
+    """((N,) bool correct per selection example, mean loss) of a choice: its heads and neurons masked
+    (``kind="masked"``), or cut out physically and re-fit by least squares to the dense model on the
+    calibration rows (``"reconstructed"``: what ``--recover-method reconstruct`` ships)."""
+    if kind == "masked":
+        with NeuronMask(model, adapter, choice.neurons):
+            return masked_outcomes(model, adapter, data.select, choice.heads)
+    from cahp_edge.model.reconstruct import reconstruct
+    from cahp_edge.model.reshape import reshape
+
+    pruned = reshape(model, plan_of(choice), adapter)
+    reconstruct(pruned, model, adapter, list(data.calib))
+    return masked_outcomes(pruned, adapter, data.select)
+
+
+def plan_of(choice: Choice, meta: dict | None = None) -> HeadPlan:
+    kept_h = tuple(tuple(int(i) for i in r.nonzero().flatten()) for r in choice.heads)
+    kept_n = tuple(tuple(int(i) for i in r.nonzero().flatten()) for r in choice.neurons)
+    return HeadPlan(tuple(choice.heads.shape[1] for _ in kept_h), kept_h, dict(meta or {}),
+                    tuple(choice.neurons.shape[1] for _ in kept_n), kept_n)
+
 
 
 class _Joint:
     """Candidate head sets + unit importance for one method; ``choose(budget)`` -> Choice."""
 
     def __init__(self, model, adapter, data: SelectionData, options: PruneOptions, cost: UnitCost,
-                 multiple: int, timings: dict) -> None:
+                 multiple: int, timings: dict, importance: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> None:
         self.model, self.adapter, self.options = model, adapter, options
         self.cost, self.multiple = cost, multiple
         t0 = time.perf_counter()
-        targets = dense_predictions(model, data.calib) if options.salience_labels == "predicted" else None
-        self.head_imp, self.neuron_imp = unit_fisher(model, adapter, data.calib, targets)  # (L, H), (L, I)
+        if importance is None:
+            targets = dense_predictions(model, data.calib) if options.salience_labels == "predicted" else None
+            importance = unit_fisher(model, adapter, data.calib, targets)
+        self.head_imp, self.neuron_imp = importance  # (L, H), (L, I)
         timings["salience_s"] = time.perf_counter() - t0
         n = int(self.head_imp.numel())
         self.head_sets: dict[int, torch.Tensor] = {0: torch.zeros_like(self.head_imp)}
@@ -151,16 +175,19 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
     else:
         budgets = [dense_cost / s for s in ([options.speedup] if options.speedup else SPEEDUP_GRID)]
     t0 = time.perf_counter()
-    points, choices = [], {}
+    points, choices, correct = [], {}, {}
     for i, b in enumerate(budgets):
         tick("knee sweep", i, len(budgets))
         c = joint.choose(b)
-        acc, loss = joint_eval(model, adapter, data.select, c)
+        ok_m, loss_m = outcomes(model, adapter, data, c, "masked")
+        ok, loss = (ok_m, loss_m) if options.knee_accuracy == "masked" else \
+            outcomes(model, adapter, data, c, "reconstructed")
+        acc, acc_m = accuracy_of(ok), accuracy_of(ok_m)
         k = round(1000 * c.cost / dense_cost)  # kept cost in permille of dense: the knee's axis
-        choices[k] = c
+        choices[k], correct[k] = (c, b), ok
         points.append({"k": k, "speedup": round(dense_cost / c.cost, 3), "heads_kept": int(c.heads.sum()),
                        "neurons_kept": int(c.neurons.sum()), "accuracy": acc, "loss": loss,
-                       "cost": c.cost})
+                       "accuracy_masked": acc_m, "cost": c.cost})
     tick("knee sweep", len(budgets), len(budgets))
     timings["sweep_s"] = time.perf_counter() - t0
     meta: dict = {"method": options.method, "units": "heads+neurons",
@@ -173,17 +200,22 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
         meta["curve"] = points
     else:
         pts = [{"k": 1000, "speedup": 1.0, "heads_kept": sum(heads), "neurons_kept": sum(widths),
-                "accuracy": dense_acc, "loss": dense_loss, "cost": dense_cost}, *points]
+                "accuracy": dense_acc, "loss": dense_loss, "accuracy_masked": dense_acc, "cost": dense_cost},
+               *points]
         knee = find_knee([p["k"] for p in pts], [100 * p["accuracy"] for p in pts], options.degree,
                          options.max_drop)
         measured = sorted(p["k"] for p in pts)
         k_star = min(k for k in measured if k >= knee.k)
         if k_star == 1000:
-            choices[1000] = Choice(torch.ones_like(joint.head_imp), torch.ones_like(joint.neuron_imp),
-                                   dense_cost, 0.0)
+            choices[1000] = (Choice(torch.ones_like(joint.head_imp), torch.ones_like(joint.neuron_imp),
+                                    dense_cost, 0.0), dense_cost)
         meta.update({"budget_source": "knee", "knee": knee.to_dict(), "curve": pts,
                      "fit_coefficients": knee.coef, "fit_domain": knee.domain})
-    chosen = choices[k_star]
+    chosen, budget = choices[k_star]
+    rivals = [r for r in options.rival_methods() if r in JOINT_METHODS]
+    if rivals and k_star < 1000:
+        meta["rivals"] = _rivals(joint, data, rivals, budget, chosen, correct[k_star], tick)
+        timings["rivals_s"] = round(sum(r["seconds"] for r in meta["rivals"]), 2)
     at = next(p for p in meta["curve"] if p["k"] == k_star)
     meta.update({"k_star": k_star, "speedup_ideal": round(dense_cost / chosen.cost, 3),
                  "predicted_cost": chosen.cost,
@@ -193,9 +225,31 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
     timings["selection_s"] = timings["salience_s"] + timings["head_sets_s"]
     timings["total_s"] = time.perf_counter() - t_start
     meta["timings"] = timings
-    kept_h = tuple(tuple(int(i) for i in r.nonzero().flatten()) for r in chosen.heads)
-    kept_n = tuple(tuple(int(i) for i in r.nonzero().flatten()) for r in chosen.neurons)
-    return HeadPlan(tuple(heads), kept_h, meta, tuple(widths), kept_n)
+    return plan_of(chosen, meta)
+
+
+def _rivals(joint: _Joint, data: SelectionData, names: list[str], budget: float, chosen: Choice,
+            ours: torch.Tensor, tick) -> list[dict]:
+    """Each rival joint method at the same budget, scored like the chosen plan on the same selection
+    rows (same importance, same accuracy kind), with the exact McNemar test of the pair."""
+    from cahp_edge.prune.paired import mcnemar
+
+    o, out = joint.options, []
+    for i, name in enumerate(names):
+        tick("rival methods", i, len(names))
+        t0 = time.perf_counter()
+        other = _Joint(joint.model, joint.adapter, data, PruneOptions(**{**o.model_dump(), "method": name}),
+                       joint.cost, joint.multiple, {}, (joint.head_imp, joint.neuron_imp))
+        c = other.choose(budget)
+        theirs, _ = outcomes(joint.model, joint.adapter, data, c, o.knee_accuracy)
+        test = mcnemar(ours, theirs)
+        out.append({"method": name, "heads": int(c.heads.sum()), "neurons": int(c.neurons.sum()),
+                    "at": f"the same cost ({chosen.cost:.4g} {joint.cost.unit})",
+                    "selection_accuracy": accuracy_of(theirs), "chosen_accuracy": accuracy_of(ours),
+                    "only_chosen": test["only_reference"], "only_rival": test["only_this"],
+                    "mcnemar_p": test["mcnemar_p"], "seconds": round(time.perf_counter() - t0, 2)})
+    tick("rival methods", len(names), len(names))
+    return out
 
 
 def heads_for_speedup(adapter: Adapter, model: nn.Module, data: SelectionData, speedup: float) -> int:

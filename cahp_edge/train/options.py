@@ -30,7 +30,7 @@ class LoopOptions(StageOptions):
 
 class ReconstructOptions(StageOptions):
     """How a pruned model wins accuracy back: a least-squares re-fit of each layer's output projections
-    to the dense model's layer outputs (seconds, no gradients: cahp_edge.train.reconstruct), a fine-tune,
+    to the dense model's layer outputs (seconds, no gradients: cahp_edge.model.reconstruct), a fine-tune,
     or the re-fit followed by the fine-tune."""
 
     recover_method: Literal["finetune", "reconstruct", "reconstruct+finetune"] = opt(

@@ -3,7 +3,7 @@
 
 Wins back accuracy of a reshaped (physically pruned) model: one fine-tune, optionally distilling the
 dense model's logits (loss = (1 - alpha) * CE + alpha * T^2 * KL); or a layer-wise least-squares re-fit
-of the output projections to the dense model's layer outputs (:mod:`.reconstruct`, seconds, no
+of the output projections to the dense model's layer outputs (:mod:`cahp_edge.model.reconstruct`, seconds, no
 gradients, needs the dense model as ``--teacher``); or the re-fit followed by the fine-tune. Works on any
 head and FFN layout, including layers that keep no heads or no neurons. The result is saved with
 :func:`cahp_edge.model.load.save_pruned`, so it reloads with ``load_pruned`` / ``load_model`` exactly
@@ -82,7 +82,7 @@ class RecoverResult:
     seconds: float
     train: TrainResult  # steps == 0 when only reconstructed
     options: dict = field(default_factory=dict)
-    reconstruction: dict | None = None  # cahp_edge.train.reconstruct.ReconstructReport.to_dict()
+    reconstruction: dict | None = None  # cahp_edge.model.reconstruct.ReconstructReport.to_dict()
     accuracy_reconstructed: float | None = None  # on eval_source, after the re-fit, before any fine-tune
 
     def to_dict(self) -> dict:
@@ -197,7 +197,7 @@ def _reconstruct(lm, dense_model, train_ds: TextDataset, rec: ReconstructOptions
     import random
 
     from cahp_edge.data import encode
-    from cahp_edge.train.reconstruct import reconstruct
+    from cahp_edge.model.reconstruct import reconstruct
 
     if {int(k): v for k, v in dense_model.config.id2label.items()} != \
             {int(k): v for k, v in lm.model.config.id2label.items()}:

@@ -123,7 +123,9 @@ def test_select_units_meets_the_speedup_on_the_physical_model(setup, method, spe
 def test_select_units_knee_and_bad_budgets(setup):
     m, ad, data = setup
     plan = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons"))
-    assert plan.meta["budget_source"] == "knee" and len(plan.meta["curve"]) == 11
+    assert plan.meta["budget_source"] == "knee" and len(plan.meta["curve"]) == 8  # dense + 7 speedups
+    for p in plan.meta["curve"][1:]:  # judged after the least-squares re-fit, masked accuracy beside it
+        assert 0 <= p["accuracy"] <= 1 and 0 <= p["accuracy_masked"] <= 1
     with pytest.raises(UsageError, match="selects attention heads only"):
         select_heads(m, ad, data, PruneOptions(method="michel", units="heads+neurons", speedup=2))
     with pytest.raises(UsageError, match="pass --speedup S instead"):
@@ -156,3 +158,38 @@ def test_latency_budget_on_a_synthetic_table(setup):
         select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", latency_budget_ms=5))
     with pytest.raises(UsageError, match="needs --units heads\\+neurons"):
         select_heads(m, ad, data, PruneOptions(latency_budget_ms=5), cost=table)
+
+
+def test_budget_accuracy_is_the_reconstructed_models_as_an_independent_pass_measures(setup):
+    from cahp_edge.model.reconstruct import reconstruct
+    from cahp_edge.prune.salience import masked_eval
+
+    m, ad, data = setup
+    plan = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", speedup=2.5))
+    pruned = reshape(m, plan, ad)
+    reconstruct(pruned, m, ad, list(data.calib))
+    acc, loss = masked_eval(pruned, ad, data.select)
+    point = plan.meta["curve"][0]
+    assert point["accuracy"] == acc and point["loss"] == pytest.approx(loss, rel=1e-6)
+    masked = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", speedup=2.5,
+                                                    knee_accuracy="masked"))
+    assert masked.meta["curve"][0]["accuracy"] == point["accuracy_masked"]
+
+
+def test_joint_rivals_are_scored_at_the_same_budget_and_named_when_better(setup):
+    from cahp_edge import plots
+    from cahp_edge.prune.paired import mcnemar
+
+    m, ad, data = setup
+    plan = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", speedup=2.0))
+    rivals = plan.meta["rivals"]
+    assert [r["method"] for r in rivals] == ["uniform"]  # default "oneshot,uniform": oneshot is heads-only
+    r = rivals[0]
+    assert r["chosen_accuracy"] == plan.meta["curve"][0]["accuracy"]
+    assert r["at"].startswith("the same cost (") and r["only_chosen"] + r["only_rival"] <= 8
+    a, b = r["only_chosen"], r["only_rival"]  # the exact test of the discordant pairs, recomputed
+    ours = torch.tensor([True] * a + [False] * b, dtype=torch.bool)
+    theirs = torch.tensor([False] * a + [True] * b, dtype=torch.bool)
+    assert r["mcnemar_p"] == mcnemar(ours, theirs)["mcnemar_p"]
+    fake = {**plan.meta, "rivals": [{**r, "selection_accuracy": r["chosen_accuracy"] + 0.125}]}
+    assert "on the selection split at the same cost (" in plots.better_rival(fake)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cahp_edge.arch import get_adapter
+from cahp_edge.model.reconstruct import _collect, _dense_targets, _sublayers, reconstruct
 from cahp_edge.model.reshape import reshape
-from cahp_edge.train.reconstruct import _collect, _dense_targets, _sublayers, reconstruct
 from tests.helpers.export_helpers import FAMILIES
 from tests.helpers.tiny import tiny_batch, tiny_model
 from tests.model.test_neuron_plans import neuron_plan
