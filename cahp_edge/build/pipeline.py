@@ -237,6 +237,7 @@ def build_locked(
         _reshape_line,
     )
     model = shape
+    recover_o = recover_o.resolved(prune_o.units == "heads+neurons")  # "auto" -> what runs, in the key
     if recover_o.recover_epochs > 0 or recover_o.reconstructs:
         teacher = src.checkpoint if recover_o.distill or recover_o.reconstructs else None
         model = run(

@@ -57,6 +57,12 @@ class CahpOptions(StageOptions):
 # points of selection accuracy the automatic knee may lose before recovery: what the default recovery
 # brought back to within 1 point of dense on held-out training data (docs/cahp.md, "The knee's guard")
 DEFAULT_MAX_DROP = 3.0
+# heads + neurons plans are judged after the least-squares re-fit, i.e. after the default CPU recovery:
+# the guard is then the accuracy goal itself
+DEFAULT_MAX_DROP_RECONSTRUCTED = 1.0
+# methods that mean heads + neurons when --units is left to auto (a named head method keeps its meaning
+# from before heads + neurons existed: its plans stay head plans)
+JOINT_BY_DEFAULT = ("auto", "fisher")
 
 
 @dataclass(frozen=True)
@@ -91,15 +97,19 @@ METHODS: dict[str, Method] = {
 }
 
 MethodName = Literal["cahp", "michel", "oneshot", "fisher", "magnitude", "random", "uniform"]  # == METHODS
+MethodChoice = Literal["auto", "cahp", "michel", "oneshot", "fisher", "magnitude", "random", "uniform"]
 
 
 class PruneOptions(CahpOptions):
     """Which method, and how many heads: a fixed budget, or the knee of the accuracy curve."""
 
-    method: MethodName = opt("cahp", "Selection method.")
-    units: Literal["heads", "heads+neurons"] = opt(
-        "heads", "What to prune: attention heads, or heads and FFN neurons under one budget "
-        "(methods cahp, fisher, uniform).")
+    method: MethodChoice = opt(
+        "auto", "Selection method (auto: fisher for heads + neurons, cahp for heads alone; measured in "
+        "docs/cahp.md).")
+    units: Literal["auto", "heads", "heads+neurons"] = opt(
+        "auto", "What to prune: attention heads, or heads and FFN neurons under one budget (methods "
+        "cahp, fisher, uniform). auto: heads + neurons with the default method or fisher and no "
+        "--heads/--keep-ratio; heads alone with a named head method (cahp, michel, ...).")
     speedup: float | None = opt(
         None, "Keep at most 1/S of the dense model's cost: latency when measured for the build's first "
         "target, else MACs at the data's mean length (skips the knee).", ge=1.0, examples=[2.0, 3.0])
@@ -113,10 +123,11 @@ class PruneOptions(CahpOptions):
         "auto", "What a plan costs: auto (latency measured for the build's first target when this host "
         "runs its instruction set, else MACs) or macs.")
     degree: int = opt(3, "Polynomial degree of the knee fit.", ge=1, le=10)
-    max_drop: float = opt(
-        DEFAULT_MAX_DROP,
-        "Most selection-accuracy points the automatic knee may lose vs dense, before recovery "
-        "(100 = no guard).", ge=0.0, le=100.0)
+    max_drop: float | None = opt(
+        None,
+        f"Most selection-accuracy points the automatic knee may lose vs dense (100 = no guard; default "
+        f"{DEFAULT_MAX_DROP:g} for head plans, judged before recovery, {DEFAULT_MAX_DROP_RECONSTRUCTED:g} "
+        "for heads + neurons, judged after the re-fit).", ge=0.0, le=100.0)
     heads: int | None = opt(None, "Keep exactly N heads (skips the knee).", ge=1)
     keep_ratio: float | None = opt(None, "Keep this fraction of heads (skips the knee).", gt=0.0, le=1.0)
     floor: int | None = opt(None, "Smallest head count the knee sweep tries (default: heads // 16).", ge=1)
@@ -127,6 +138,25 @@ class PruneOptions(CahpOptions):
         "Methods also scored at the chosen head count on the selection split; a better one is "
         "reported with its numbers (comma-separated; 'none' = off).",
         examples=["none", "michel,oneshot,uniform"])
+
+    @model_validator(mode="after")
+    def _resolve_auto(self) -> PruneOptions:
+        """"auto" units, method and max_drop become concrete values here, so the plan, the manifest and
+        the cache key all record what ran."""
+        updates: dict[str, Any] = {}
+        units = self.units
+        if units == "auto":
+            head_budget = self.heads is not None or self.keep_ratio is not None
+            units = "heads+neurons" if self.method in JOINT_BY_DEFAULT and not head_budget else "heads"
+            updates["units"] = units
+        if self.method == "auto":
+            updates["method"] = "fisher" if units == "heads+neurons" else "cahp"
+        if self.max_drop is None:
+            joint = units == "heads+neurons" and self.knee_accuracy == "reconstructed"
+            updates["max_drop"] = DEFAULT_MAX_DROP_RECONSTRUCTED if joint else DEFAULT_MAX_DROP
+        for k, v in updates.items():  # object.__setattr__: no re-validation loop
+            object.__setattr__(self, k, v)
+        return self
 
     @model_validator(mode="after")
     def _one_budget(self) -> PruneOptions:

@@ -8,7 +8,7 @@ The data-side knobs a loop uses (batch size, max length, seed, columns) are ``Da
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from cahp_edge.options import StageOptions, opt
 
@@ -33,12 +33,24 @@ class ReconstructOptions(StageOptions):
     to the dense model's layer outputs (seconds, no gradients: cahp_edge.model.reconstruct), a fine-tune,
     or the re-fit followed by the fine-tune."""
 
-    recover_method: Literal["finetune", "reconstruct", "reconstruct+finetune"] = opt(
-        "finetune", "Recovery: finetune (gradient epochs), reconstruct (layer-wise least squares, needs "
-        "the dense model) or reconstruct+finetune.")
+    recover_method: Literal["auto", "finetune", "reconstruct", "reconstruct+finetune"] = opt(
+        "auto", "Recovery: finetune (gradient epochs), reconstruct (layer-wise least squares, needs the "
+        "dense model) or reconstruct+finetune. auto: finetune for head plans; for heads + neurons plans "
+        "reconstruct without a GPU, reconstruct+finetune with one.")
     reconstruct_rows: int = opt(512, "Training rows the least-squares re-fit is fitted on.", ge=8, le=200_000)
     reconstruct_damp: float = opt(0.01, "Ridge damping of the re-fit, relative to the mean input energy.",
                                   ge=0.0, le=10.0)
+
+    def resolved(self, prunes_neurons: bool) -> Self:
+        """These options with "auto" replaced by what runs for a plan of this kind (docs/cahp.md)."""
+        if self.recover_method != "auto":
+            return self
+        method = "finetune"
+        if prunes_neurons:
+            import torch  # only here: options stay torch-free for the CLI
+
+            method = "reconstruct+finetune" if torch.cuda.is_available() else "reconstruct"
+        return self.model_copy(update={"recover_method": method})
 
     @property
     def reconstructs(self) -> bool:

@@ -111,12 +111,7 @@ def recover_dir(
 
     cfg = cfg or TrainConfig(lr=3e-5)
     cfg.check()
-    rec = rec or ReconstructOptions()
     dense = dense if dense is not None else teacher
-    if rec.reconstructs and dense is None:
-        raise UsageError(f"--recover-method {rec.recover_method} needs the dense model",
-                         "the re-fit matches the dense model's layer outputs",
-                         "pass --teacher DENSE_DIR (the model the plan was made from)")
     out = Path(out)
     check_output_dir(out, overwrite)
     t0 = time.perf_counter()
@@ -128,6 +123,12 @@ def recover_dir(
             "pass the pruned folder, or use `cahp-edge finetune` for a dense model",
         )
     plan, _meta = read_heads_file(lm.path)
+    rec = (rec or ReconstructOptions()).resolved(plan.prunes_neurons)
+    if rec.reconstructs and dense is None:
+        raise UsageError(f"--recover-method {rec.recover_method} needs the dense model",
+                         "the re-fit matches the dense model's layer outputs",
+                         "pass --teacher DENSE_DIR (the model the plan was made from), or "
+                         "--recover-method finetune")
     train_ds = data if isinstance(data, TextDataset) else load_dataset(data, "train")
     eval_ds = None
     if eval_data is not None:

@@ -20,7 +20,7 @@ from cahp_edge.deploy.options import QuantizeOptions
 from cahp_edge.errors import UsageError
 from cahp_edge.lineage import StageRecord
 from cahp_edge.options import choices, flag
-from cahp_edge.prune.options import METHODS, CahpOptions, MethodName, PruneOptions
+from cahp_edge.prune.options import METHODS, CahpOptions, MethodChoice, MethodName, PruneOptions
 from cahp_edge.targets.options import ValidateOptions
 from cahp_edge.train.options import RecoverOptions
 
@@ -209,7 +209,7 @@ def test_max_drop_values_are_the_same_in_prune_and_build(monkeypatch, tmp_path, 
     from cahp_edge.build import pipeline
     from cahp_edge.cli import prune as prune_cli
     from cahp_edge.prune import select
-    from cahp_edge.prune.options import DEFAULT_MAX_DROP
+    from cahp_edge.prune.options import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_RECONSTRUCTED
 
     seen = {}
 
@@ -224,17 +224,23 @@ def test_max_drop_values_are_the_same_in_prune_and_build(monkeypatch, tmp_path, 
     monkeypatch.setattr(pipeline, "build", fake_build)
     monkeypatch.setattr(prune_cli, "_load", lambda *a: (SimpleNamespace(heads_per_layer=[12] * 6), None))
     monkeypatch.setattr(select, "check_options", fake_check)
-    for argv in (["--max-drop", value], []):
-        seen.clear()
-        for cmd in (["build", "--target", "host"], ["prune"]):
-            with pytest.raises(SystemExit):
-                cli.main([*cmd, "--model", "m", "--data", "d", "--out", str(tmp_path / "o"), *argv])
-        assert seen["build"] == seen["prune"] == (float(value) if argv else DEFAULT_MAX_DROP)
-        assert PruneOptions(**({"max_drop": value} if argv else {})).max_drop == seen["build"]
+    # no flag: the documented guard of each kind of plan (heads: before recovery; heads + neurons: after
+    # the re-fit)
+    for units, default in (("heads", DEFAULT_MAX_DROP), ("heads+neurons", DEFAULT_MAX_DROP_RECONSTRUCTED)):
+        for argv in (["--max-drop", value], []):
+            seen.clear()
+            for cmd in (["build", "--target", "host"], ["prune"]):
+                with pytest.raises(SystemExit):
+                    cli.main([*cmd, "--model", "m", "--data", "d", "--out", str(tmp_path / "o"),
+                              "--units", units, *argv])
+            assert seen["build"] == seen["prune"] == (float(value) if argv else default)
+            kw = {"units": units, **({"max_drop": value} if argv else {})}
+            assert PruneOptions(**kw).max_drop == seen["build"]
 
 
 def test_method_registry_and_its_options():
     assert set(typing.get_args(MethodName)) == set(METHODS)
+    assert set(typing.get_args(MethodChoice)) == {"auto", *METHODS}  # the flag's choices
     for m in METHODS.values():
         selector = m.load()
         params = inspect.signature(selector).parameters
@@ -248,7 +254,8 @@ def test_method_registry_and_its_options():
     assert PruneOptions(method="michel").method_options() == {}
     agg = PruneOptions(method="cahp", clustering="agglomerative")
     assert agg.method_options()["clustering"] == "agglomerative"
-    assert set(PruneOptions().method_options()) == set(CahpOptions.model_fields)
+    assert set(PruneOptions(units="heads").method_options()) == set(CahpOptions.model_fields)  # auto: cahp
+    assert PruneOptions().method == "fisher" and PruneOptions().method_options() == {}  # heads + neurons
 
 
 @pytest.mark.parametrize(

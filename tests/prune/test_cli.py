@@ -105,6 +105,8 @@ def test_prune_writes_plan_and_plots(tiny_dir, sst, tmp_path, run):
         str(out),
         "--degree",
         "2",
+        "--method",
+        "cahp",
         "--json",
     )
     assert r.returncode == 0, r.stderr
@@ -312,7 +314,7 @@ def test_heads_and_neurons_prune_reshape_reconstruct_through_the_cli(tiny_dir, s
 
 @pytest.mark.parametrize("args, code, needle", [
     (["--speedup", "0.5"], 2, "--speedup"),
-    (["--speedup", "9"], 2, "out of reach for head pruning alone"),
+    (["--units", "heads", "--speedup", "9"], 2, "out of reach for head pruning alone"),
     (["--units", "heads+neurons", "--method", "michel", "--speedup", "2"], 2, "selects attention heads only"),
     (["--speedup", "2", "--heads", "4"], 2, "--heads and --speedup both given"),
 ])
@@ -324,8 +326,15 @@ def test_bad_budgets_are_one_line_usage_errors(tiny_dir, sst, tmp_path, run, arg
     assert not (tmp_path / "p").exists()
 
 
-def test_reconstruct_without_the_dense_model_is_refused(tiny_dir, sst, tmp_path, run):
-    r = run("recover", "--model", str(tiny_dir), "--data", str(sst / "train.txt"),
-            "--out", str(tmp_path / "r"), "--recover-method", "reconstruct")
+@pytest.mark.parametrize("method", ["reconstruct", "auto"])  # auto: a neuron plan on a CPU re-fits
+def test_reconstruct_without_the_dense_model_is_refused(tiny_dir, sst, tmp_path, run, method):
+    plan = {"format": "cahp-plan/2", "num_heads": [4, 4, 4], "kept": [[0], [1, 2], [3]],
+            "num_neurons": [48, 48, 48], "kept_neurons": [[1, 2], [3], list(range(20))]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert run("reshape", "--model", str(tiny_dir), "--plan", str(tmp_path / "plan.json"),
+               "--out", str(tmp_path / "p")).returncode == 0
+    r = run("recover", "--model", str(tmp_path / "p"), "--data", str(sst / "train.txt"),
+            "--out", str(tmp_path / "r"), "--recover-method", method)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode != 0 and len(lines) == 1 and "pass --teacher DENSE_DIR" in lines[0], r.stderr
+    assert not (tmp_path / "r").exists()

@@ -54,7 +54,8 @@ def test_prune_minilm_sst5_knee_and_budget(minilm_cls, shared_data, tmp_path):
         "--quiet",
     ]
     out = tmp_path / "plan"
-    assert _run(main, ["prune", "--model", str(minilm_cls), *small, "--out", str(out)]) == 0
+    head_knee = ["prune", "--model", str(minilm_cls), *small, "--method", "cahp", "--out", str(out)]
+    assert _run(main, head_knee) == 0
     plan = json.loads((out / "plan.json").read_text())
     assert plan["num_heads"] == [12] * 6 and plan["total_kept"] == plan["k_star"]
     assert plan["budget_source"] == "knee" and 4 <= plan["k_star"] <= 72
@@ -63,6 +64,16 @@ def test_prune_minilm_sst5_knee_and_budget(minilm_cls, shared_data, tmp_path):
     ds = plan["selector"]["distance_summary"]
     assert 0 < ds["min"] <= ds["mean"] <= ds["max"] <= 0.6932
     assert {"curve.png", "heads.png", "distance.png"} <= {p.name for p in out.iterdir()}
+
+    out3 = tmp_path / "joint"  # the default: heads + FFN neurons (fisher), one cost budget
+    # speedup 2 of the MACs at the calibration rows' mean length; heads and neurons share the cut
+    assert _run(main, ["prune", "--model", str(minilm_cls), *small, "--speedup", "2", "--out", str(out3)]) \
+        == 0
+    joint = json.loads((out3 / "plan.json").read_text())
+    assert joint["format"] == "cahp-plan/2" and joint["method"] == "fisher" and joint["speedup_ideal"] >= 2
+    assert joint["num_neurons"] == [1536] * 6 and sum(joint["neurons_per_layer"]) < 9216
+    point = joint["curve"][0]  # judged after the least-squares re-fit, masked accuracy beside it
+    assert 0 <= point["accuracy"] <= 1 and 0 <= point["accuracy_masked"] <= 1
 
     out2 = tmp_path / "plan24"
     args = ["prune", "--model", str(minilm_cls), *small, "--method", "oneshot", "--keep-ratio", "0.33"]

@@ -131,8 +131,8 @@ def test_select_units_knee_and_bad_budgets(setup):
     with pytest.raises(UsageError, match="pass --speedup S instead"):
         select_heads(m, ad, data, PruneOptions(units="heads+neurons", heads=5))
     with pytest.raises(UsageError, match=r"at most 2\.17x .* pass --speedup 2\.17 or less"):
-        select_heads(m, ad, data, PruneOptions(speedup=3.0))  # heads alone cannot reach 3x
-    head_only = select_heads(m, ad, data, PruneOptions(speedup=1.5, rivals="none"))
+        select_heads(m, ad, data, PruneOptions(units="heads", speedup=3.0))  # heads alone cannot reach 3x
+    head_only = select_heads(m, ad, data, PruneOptions(units="heads", speedup=1.5, rivals="none"))
     pruned = reshape(m, head_only, ad)
     T = mean_length(data.calib)
     assert ideal_speedup(model_cost(m, T, ad), model_cost(pruned, T, ad)) >= 1.5
@@ -157,7 +157,7 @@ def test_latency_budget_on_a_synthetic_table(setup):
     with pytest.raises(UsageError, match="needs a measured latency cost model"):
         select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", latency_budget_ms=5))
     with pytest.raises(UsageError, match="needs --units heads\\+neurons"):
-        select_heads(m, ad, data, PruneOptions(latency_budget_ms=5), cost=table)
+        select_heads(m, ad, data, PruneOptions(units="heads", latency_budget_ms=5), cost=table)
 
 
 def test_budget_accuracy_is_the_reconstructed_models_as_an_independent_pass_measures(setup):
