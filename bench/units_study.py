@@ -87,7 +87,46 @@ def run(a) -> None:
             del pruned
 
 
+def merge(files: list[str], reference: str = "fisher") -> None:
+    """Per run: decision and dev accuracy after the re-fit, dev McNemar vs dense and vs ``reference`` at
+    the same speedup (markdown, for bench/records/units.md)."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    def bits(s):
+        return np.array([c == "1" for c in s], bool)
+
+    def p_value(a, b):
+        only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+        return binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+
+    for f in files:
+        d = json.loads(Path(f).read_text())
+        dense = bits(d["dense_dev_correct"])
+        print(f"\n{d['task']} {Path(d['model']).name}: dense decision {100 * d['dense_decision']:.1f}%, "
+              f"dev {100 * d['dense_dev']:.1f}% ({len(dense)} rows), mean length {d['mean_length']:.1f}")
+        print("| method | speedup (MACs, T) | heads | neurons | decision masked -> re-fit "
+              f"| dev masked -> re-fit | dev vs dense (p) | dev vs {reference} (p) | select + re-fit s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in d["rows"].values():
+            dev = bits(r["dev_rec_correct"])
+            ref = d["rows"].get(f"{reference}@{r['speedup_target']:g}")
+            vs = "" if ref is None or ref is r else (f"{100 * (r['dev_rec'] - ref['dev_rec']):+.1f} "
+                                                     f"({p_value(dev, bits(ref['dev_rec_correct'])):.2f})")
+            print(f"| {r['method']} | {r['speedup_ideal_T']:.2f} | {sum(r['heads'])} | "
+                  f"{sum(r['neurons']) if r['neurons'] else 'all'} | "
+                  f"{100 * r['decision_masked']:.1f} -> {100 * r['decision_rec']:.1f} | "
+                  f"{100 * r['dev_masked']:.1f} -> {100 * r['dev_rec']:.1f} | "
+                  f"{100 * (r['dev_rec'] - d['dense_dev']):+.1f} ({p_value(dev, dense):.2f}) | {vs} | "
+                  f"{r['selection_s']:.0f} + {r['reconstruct_s']:.0f} |")
+
+
 if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--merge"]:
+        merge(sys.argv[2:])
+        raise SystemExit(0)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=list(TASKS), required=True)
     p.add_argument("--model", required=True)

@@ -172,8 +172,16 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
     fixed_budget = options.speedup is not None or options.latency_budget_ms is not None
     if options.latency_budget_ms is not None:
         budgets = [min(dense_cost, options.latency_budget_ms)]
-    else:
-        budgets = [dense_cost / s for s in ([options.speedup] if options.speedup else SPEEDUP_GRID)]
+    elif options.speedup:
+        if dense_cost / options.speedup < cost.fixed:
+            best = np.floor(dense_cost / cost.fixed * 100) / 100
+            raise UsageError(f"--speedup {options.speedup:g} is out of reach",
+                             f"even a plan with no heads and no FFN neurons costs {cost.fixed:.4g} of the "
+                             f"dense {dense_cost:.4g} {cost.unit}, {best:.2f}x ({cost.source})",
+                             f"pass --speedup {best:.2f} or less")
+        budgets = [dense_cost / options.speedup]
+    else:  # grid points no plan can meet (a large fixed cost) are left out
+        budgets = [dense_cost / s for s in SPEEDUP_GRID if dense_cost / s >= cost.fixed]
     t0 = time.perf_counter()
     points, choices, correct = [], {}, {}
     for i, b in enumerate(budgets):
@@ -202,15 +210,18 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
         pts = [{"k": 1000, "speedup": 1.0, "heads_kept": sum(heads), "neurons_kept": sum(widths),
                 "accuracy": dense_acc, "loss": dense_loss, "accuracy_masked": dense_acc, "cost": dense_cost},
                *points]
-        knee = find_knee([p["k"] for p in pts], [100 * p["accuracy"] for p in pts], options.degree,
-                         options.max_drop)
-        measured = sorted(p["k"] for p in pts)
-        k_star = min(k for k in measured if k >= knee.k)
+        if len(pts) > 1:
+            knee = find_knee([p["k"] for p in pts], [100 * p["accuracy"] for p in pts], options.degree,
+                             options.max_drop)
+            k_star = min(k for k in sorted(p["k"] for p in pts) if k >= knee.k)
+        else:  # no grid speedup is reachable (the fixed cost is most of the model): keep everything
+            knee, k_star = None, 1000
         if k_star == 1000:
             choices[1000] = (Choice(torch.ones_like(joint.head_imp), torch.ones_like(joint.neuron_imp),
                                     dense_cost, 0.0), dense_cost)
-        meta.update({"budget_source": "knee", "knee": knee.to_dict(), "curve": pts,
-                     "fit_coefficients": knee.coef, "fit_domain": knee.domain})
+        meta.update({"budget_source": "knee", "curve": pts})
+        if knee is not None:
+            meta.update({"knee": knee.to_dict(), "fit_coefficients": knee.coef, "fit_domain": knee.domain})
     chosen, budget = choices[k_star]
     rivals = [r for r in options.rival_methods() if r in JOINT_METHODS]
     if rivals and k_star < 1000:

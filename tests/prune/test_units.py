@@ -193,3 +193,14 @@ def test_joint_rivals_are_scored_at_the_same_budget_and_named_when_better(setup)
     assert r["mcnemar_p"] == mcnemar(ours, theirs)["mcnemar_p"]
     fake = {**plan.meta, "rivals": [{**r, "selection_accuracy": r["chosen_accuracy"] + 0.125}]}
     assert "on the selection split at the same cost (" in plots.better_rival(fake)
+
+
+def test_speedup_beyond_a_large_fixed_cost_is_a_one_line_error_and_the_knee_skips_it(setup):
+    m, ad, data = setup
+    table = UnitCost(per_head=0.01, per_neuron=0.0005, fixed=1.0, unit="ms", source="synthetic table")
+    dense = table.of([4] * 3, [48] * 3)  # 1.192 ms: no plan is faster than 1.19x
+    with pytest.raises(UsageError, match=r"--speedup 2 is out of reach.*1\.19x.*--speedup 1\.19 or less"):
+        select_heads(m, ad, data, PruneOptions(units="heads+neurons", speedup=2), cost=table)
+    plan = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons"), cost=table)
+    assert plan.meta["budget_source"] == "knee" and len(plan.meta["curve"]) == 1  # 1.5x+ is out of reach
+    assert plan.meta["predicted_cost"] == pytest.approx(dense) and plan.neurons_per_layer == [48] * 3
