@@ -58,8 +58,10 @@ def kept_drop(plan: dict) -> dict | None:
     at = dict(curve_points(plan)).get(int(k)) if k is not None else None
     if dense is None or at is None:
         return None
+    # heads + neurons plans judged after the least-squares re-fit say so (units.py records it)
+    when = plan.get("selection_accuracy_when") or "before recovery"
     return {"heads": int(k), "dense": float(dense), "kept": float(at),
-            "drop_points": round(100 * (dense - at), 2)}
+            "drop_points": round(100 * (dense - at), 2), "when": when}
 
 
 def drop_text(d: dict | None) -> str:
@@ -67,7 +69,7 @@ def drop_text(d: dict | None) -> str:
     if not d:
         return ""
     return (f"selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
-            f"({-d['drop_points']:+.1f} pt before recovery)")
+            f"({-d['drop_points']:+.1f} pt {d.get('when', 'before recovery')})")
 
 
 def guard_text(knee: dict | None) -> str:

@@ -223,11 +223,13 @@ def build_locked(
         first = st.bench_target(targets[0], opts)
         cost = run("cost", {**base, "target": first.summary(), "code": COST_MODEL_VERSION},
                    lambda a: st.cost(a, src.model_dir, targets[0], opts), _cost_line)
+    multiple = targets[0].neuron_multiple if targets else 1  # the first target's, like its cost model
     prune = run(
         "prune",
-        {**base, **data_in, "prune": prune_o.cache_key(), "cost": cost.tree if cost else None},
+        {**base, **data_in, "prune": prune_o.cache_key(), "cost": cost.tree if cost else None,
+         "neuron_multiple": multiple},
         lambda a: st.prune(a, src.model_dir, opts, prune_o, src.id2label, ev.progress,
-                           cost.path if cost else None),
+                           cost.path if cost else None, multiple),
         _prune_line,
     )
     shape = run(

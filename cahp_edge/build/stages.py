@@ -199,7 +199,7 @@ COST_FILE = "cost.json"
 
 def prune(
     art: Path, model_dir: Path, opts, po, id2label: dict, progress: Progress | None = None,
-    cost_dir: Path | None = None,
+    cost_dir: Path | None = None, multiple: int = 1,
 ) -> dict:
     """Select heads with ``po`` (the build's PruneOptions, the same object its cache key was made of);
     ``cost_dir``: the cost stage's artifact (the first target's measured latency model), if any."""
@@ -226,7 +226,8 @@ def prune(
         from cahp_edge.prune.cost import UnitCost
 
         unit_cost = UnitCost(**json.loads((cost_dir / COST_FILE).read_text(encoding="utf-8")))
-    plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick, cost=unit_cost)
+    plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick, cost=unit_cost,
+                        multiple=multiple)
     plan.meta["model"] = {"source_hash": lm.source_hash}
     dist = plan.meta.pop("_distance", None)
     with atomic_dir(art) as tmp:

@@ -109,18 +109,20 @@ def select_heads(
     sources: dict | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cost=None,
+    multiple: int = 1,
 ) -> HeadPlan:
     """Choose the heads to keep; returns a plan whose ``meta`` documents how (see module doc).
 
     ``progress(task, done, total)``: "select heads" while the selector works (one step: the selector
     has no finer hook), then "knee sweep" per evaluated head count. With ``options.units ==
     "heads+neurons"`` the plan also prunes FFN neurons under one cost budget (:mod:`.units`), counted in
-    ``cost`` (a :class:`.budget.UnitCost`: a target's measured latency model; default MACs).
+    ``cost`` (a :class:`.budget.UnitCost`: a target's measured latency model; default MACs), each layer
+    keeping a multiple of ``multiple`` neurons (the target profile's ``neuron_multiple``).
     """
     if options.units == "heads+neurons":
         from cahp_edge.prune.units import select_units
 
-        return select_units(model, adapter, data, options, sources, progress, cost=cost)
+        return select_units(model, adapter, data, options, sources, progress, multiple=multiple, cost=cost)
     if options.latency_budget_ms is not None:
         from cahp_edge.prune.units import check_cost
 

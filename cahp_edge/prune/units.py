@@ -201,7 +201,7 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
     meta: dict = {"method": options.method, "units": "heads+neurons",
                   "options": options.model_dump(mode="json"),
                   "seed": options.seed, "selection_accuracy_dense": dense_acc, "cost_model": cost.to_dict(),
-                  "dense_cost": dense_cost}
+                  "dense_cost": dense_cost, "neuron_multiple": multiple}
     if fixed_budget:
         k_star = points[0]["k"]
         meta["budget_source"] = "--speedup" if options.speedup else "--latency-budget-ms"
@@ -230,6 +230,8 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
     at = next(p for p in meta["curve"] if p["k"] == k_star)
     meta.update({"k_star": k_star, "speedup_ideal": round(dense_cost / chosen.cost, 3),
                  "predicted_cost": chosen.cost,
+                 "selection_accuracy_when": "after the least-squares re-fit"
+                 if options.knee_accuracy == "reconstructed" else "masked, before recovery",
                  "selection_drop_points": round(100 * (dense_acc - at["accuracy"]), 2),
                  "salience": joint.head_imp.tolist(), "versions": versions(), "data": dict(sources or {}),
                  "layers_heads": heads})

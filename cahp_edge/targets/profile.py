@@ -113,6 +113,9 @@ class Target(_Strict):
     # measured to slow this target down; the runner, validate and the model card apply/say them
     disabled_optimizers: list[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]*$")]] = []
     formats: list[Literal["onnx", "ort"]] = Field(min_length=1)
+    # heads + neurons plans keep a multiple of this many FFN neurons per layer (what the target's int8
+    # kernels prefer; 1 = any width). Measured per profile: bench/records/units.md
+    neuron_multiple: int = Field(default=1, ge=1, le=256)
     quantization: QuantRecipe
     benchmark: Benchmark
     budgets: Budgets

@@ -5,6 +5,7 @@ select_units on a tiny model (exact MAC speedups, bad budgets)."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,6 +175,10 @@ def test_budget_accuracy_is_the_reconstructed_models_as_an_independent_pass_meas
     masked = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons", speedup=2.5,
                                                     knee_accuracy="masked"))
     assert masked.meta["curve"][0]["accuracy"] == point["accuracy_masked"]
+    from cahp_edge import plots  # the prune line and the card say which accuracy the drop is
+
+    assert plots.drop_text(plots.kept_drop(plan.meta)).endswith("pt after the least-squares re-fit)")
+    assert plots.drop_text(plots.kept_drop(masked.meta)).endswith("pt masked, before recovery)")
 
 
 def test_joint_rivals_are_scored_at_the_same_budget_and_named_when_better(setup):
@@ -204,3 +209,24 @@ def test_speedup_beyond_a_large_fixed_cost_is_a_one_line_error_and_the_knee_skip
     plan = select_heads(m, ad, data, PruneOptions(method="fisher", units="heads+neurons"), cost=table)
     assert plan.meta["budget_source"] == "knee" and len(plan.meta["curve"]) == 1  # 1.5x+ is out of reach
     assert plan.meta["predicted_cost"] == pytest.approx(dense) and plan.neurons_per_layer == [48] * 3
+
+
+@pytest.mark.parametrize("method", ["fisher", "uniform", "cahp"])
+def test_target_neuron_multiple_rounds_every_layer(setup, method):
+    m, ad, data = setup
+    plan = select_heads(
+        m, ad, data, PruneOptions(method=method, units="heads+neurons", speedup=2.0), multiple=8)
+    assert all(n % 8 == 0 for n in plan.neurons_per_layer) and plan.meta["neuron_multiple"] == 8
+    assert plan.meta["speedup_ideal"] >= 2.0
+
+
+def test_every_shipped_profile_states_its_neuron_multiple():
+    import tomllib
+
+    from cahp_edge.targets.profile import list_targets, load_target
+
+    for name in list_targets():
+        t = load_target(name)
+        assert t.neuron_multiple >= 1
+        raw = tomllib.loads(Path(t.source).read_text(encoding="utf-8"))
+        assert "neuron_multiple" in raw, f"{name} does not state its rule"
