@@ -235,3 +235,55 @@ def bars_figure(metrics: dict[str, dict], labels: dict[str, str], colors: dict[s
     return fig
 
 
+
+
+def frontier_figure(plan: dict, metrics: dict[str, dict] | None = None):
+    """Heads + neurons plans: accuracy against cost.
+
+    Left: every budget the prune stage scored, selection-split accuracy (after the least-squares re-fit
+    when the plan was judged so; masked beside it) against its predicted cost in the plan's cost model,
+    the shipped plan and any rival at the same cost marked. Right: what the target measured on the
+    evaluation split, accuracy against p50 latency, for dense fp32, pruned fp32 and the shipped model.
+    None for head plans (:func:`knee_figure` draws those)."""
+    pts = [p for p in plan.get("curve") or [] if isinstance(p, dict) and "cost" in p]
+    if (plan.get("kept_neurons") is None and plan.get("units") != "heads+neurons") or not pts:
+        return None
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    cost = plan.get("cost_model") or {}
+    scale, unit = (1.0, "ms") if cost.get("unit") == "ms" else (1e-6, "M MACs")
+    pts = sorted(pts, key=lambda p: p["cost"])
+    xs = [scale * p["cost"] for p in pts]
+    a1.plot(xs, [100 * p["accuracy"] for p in pts], "o-", color="#5b8def",
+            label=f"{plan.get('method', '?')}: {plan.get('selection_accuracy_when', 'selection')}")
+    if all("accuracy_masked" in p for p in pts):
+        a1.plot(xs, [100 * p["accuracy_masked"] for p in pts], "x:", color="#9aa5b1", label="masked")
+    chosen = next((p for p in pts if p.get("k") == plan.get("k_star")), None)
+    if chosen is not None:
+        a1.plot([scale * chosen["cost"]], [100 * chosen["accuracy"]], "*", ms=15, color="#1f9d55",
+                label="shipped plan")
+        for r in plan.get("rivals") or []:
+            a1.plot([scale * chosen["cost"]], [100 * r["selection_accuracy"]], "d", color="#e07a1f")
+            a1.annotate(r["method"], (scale * chosen["cost"], 100 * r["selection_accuracy"]), fontsize=7,
+                        xytext=(4, -8), textcoords="offset points")
+    if plan.get("selection_accuracy_dense") is not None:
+        a1.axhline(100 * plan["selection_accuracy_dense"], color="gray", ls=":", label="dense")
+    a1.set_xlabel(f"predicted cost ({unit}; {cost.get('source', 'cost model')[:40]}...)", fontsize=7)
+    a1.set_ylabel("selection accuracy (%)")
+    a1.set_title("Budgets scored by the prune stage", fontsize=9)
+    a1.legend(fontsize=7, loc="lower right")
+    names = [n for n in ("dense", "pruned", "shipped") if n in (metrics or {})]
+    for n, marker in zip(names, ("o", "s", "*"), strict=False):
+        m = metrics[n]
+        lat, acc = (m.get("latency_ms") or {}).get("p50"), m.get("accuracy")
+        if lat is not None and acc is not None:
+            a2.plot([lat], [100 * acc], marker, ms=14 if n == "shipped" else 9, label=n)
+    a2.set_xlabel("p50 latency on the target's settings (ms)")
+    a2.set_ylabel("evaluation accuracy (%)")
+    a2.set_title("Measured (evaluation split)", fontsize=9)
+    if names:
+        a2.legend(fontsize=7, loc="lower right")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

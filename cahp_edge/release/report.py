@@ -41,6 +41,11 @@ def plot_knee(plan: dict) -> str | None:
     return plots.png_base64(fig) if fig is not None else None
 
 
+def plot_frontier(plan: dict, metrics: dict[str, dict]) -> str | None:
+    fig = plots.frontier_figure(plan, metrics)
+    return plots.png_base64(fig) if fig is not None else None
+
+
 def plot_heatmap(plan: dict) -> str | None:
     fig = plots.heads_figure(plan)
     return plots.png_base64(fig) if fig is not None else None
@@ -276,8 +281,10 @@ def report_html(ctx: ReportContext) -> str:
     badge = {"pass": "ok", "fail": "bad"}.get(status, "warn")
     knee_note = ("the head count was fixed (--heads / --keep-ratio), so no sweep was run"
                  if ctx.plan.get("budget_source", "knee") != "knee" else "no sweep recorded in the plan")
+    joint = ctx.plan.get("kept_neurons") is not None
     plots = [
-        ("Head count: sweep, fit and knee", plot_knee(ctx.plan)),
+        ("Accuracy vs cost: the budgets scored, and what shipped", plot_frontier(ctx.plan, ctx.metrics))
+        if joint else ("Head count: sweep, fit and knee", plot_knee(ctx.plan)),
         ("Kept heads (layer x head)", plot_heatmap(ctx.plan)),
         ("Accuracy and latency", plot_bars(ctx.metrics)),
     ]

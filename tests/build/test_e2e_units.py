@@ -83,3 +83,6 @@ def test_default_build_counts_its_budget_in_the_targets_measured_latency(root):
     rec = json.loads((d / "manifest.json").read_text())["stages"]["recover"]["summary"]
     assert rec["method"] == "reconstruct"  # auto on a CPU, for a neuron plan
     assert "measured: x86-64-avx2 int8 recipe" in (d / "MODEL_CARD.md").read_text()
+    report = (d / "report.html").read_text()
+    assert "Accuracy vs cost: the budgets scored, and what shipped" in report  # the frontier, not a head knee
+    assert "Head count: sweep, fit and knee" not in report

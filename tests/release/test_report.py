@@ -131,10 +131,28 @@ def test_the_knee_states_its_cost_in_points_everywhere():
             "curve": [{"heads": 72, "accuracy": 0.629}, {"heads": 30, "accuracy": 0.557},
                       {"heads": 20, "accuracy": 0.5}]}
     d = plots.kept_drop(plan)
-    assert d == {"heads": 30, "dense": 0.629, "kept": 0.557, "drop_points": 7.2}
+    assert d == {"heads": 30, "dense": 0.629, "kept": 0.557, "drop_points": 7.2, "when": "before recovery"}
     text = "selection accuracy 55.7% vs dense 62.9% (-7.2 pt before recovery)"
     assert text in report._knee_text(plan, plots.knee_info(plan))
     line = _prune_line({"budget_source": "knee", "knee": 28, "k_star": 30, "degree": 3, "heads_before": 72,
                         "heads_after": 30, "drop": d})
     assert line.endswith(text) and "kept 30 (next grid point)" in line
     assert plots.kept_drop({"k_star": 30, "curve": []}) is None  # nothing measured: nothing claimed
+
+
+def test_frontier_figure_draws_heads_and_neurons_plans_only():
+    from cahp_edge import plots
+
+    curve = [{"k": 1000, "cost": 10.0, "accuracy": 0.5, "accuracy_masked": 0.5},
+             {"k": 500, "cost": 5.0, "accuracy": 0.49, "accuracy_masked": 0.4}]
+    joint = {"kept_neurons": [[0]], "curve": curve, "k_star": 500,
+             "cost_model": {"unit": "ms", "source": "t"},
+             "rivals": [{"method": "uniform", "selection_accuracy": 0.47}],
+             "selection_accuracy_dense": 0.5}
+    metrics = {"dense": {"accuracy": 0.5, "latency_ms": {"p50": 10.0}},
+               "shipped": {"accuracy": 0.49, "latency_ms": {"p50": 3.0}}}
+    fig = plots.frontier_figure(joint, metrics)
+    left, right = fig.axes
+    assert [len(line.get_xdata()) for line in left.lines][:2] == [2, 2]  # re-fit and masked series
+    assert sorted(line.get_xdata()[0] for line in right.lines) == [3.0, 10.0]
+    assert plots.frontier_figure({"kept": [[0]], "curve": [{"heads": 1, "accuracy": 0.5}]}, metrics) is None
