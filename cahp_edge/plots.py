@@ -182,16 +182,18 @@ def distance_figure(dist: np.ndarray, heads_per_layer: list[int]):
     return fig
 
 
-def compare_figure(rows: list[dict], dense: float | None = None, key: str = "eval_accuracy"):
-    """Accuracy vs heads kept, one line per method (`cahp-edge compare`)."""
+def compare_figure(rows: list[dict], dense: float | None = None, key: str = "eval_accuracy",
+                   x: str = "heads"):
+    """Accuracy vs heads kept (or vs ``x="speedup"`` for heads + neurons), one line per method
+    (`cahp-edge compare`)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in sorted({r["method"] for r in rows}):
-        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["heads"])
-        ax.plot([r["heads"] for r in rs], [100 * r[key] for r in rs], "o-", label=method)
+        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r[x])
+        ax.plot([r[x] for r in rs], [100 * r[key] for r in rs], "o-", label=method)
     if dense is not None:
         ax.axhline(100 * dense, color="gray", ls=":", label="dense")
-    ax.set_xlabel("heads kept")
+    ax.set_xlabel("heads kept" if x == "heads" else "ideal speedup (MACs)")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()

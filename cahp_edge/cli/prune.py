@@ -10,7 +10,7 @@ import typer
 from cahp_edge.cli.app import Json, Quiet, TrustPickle, app, emit, note
 from cahp_edge.cli.options import stage_options
 from cahp_edge.data.options import DataOptions
-from cahp_edge.prune.options import METHODS, CahpOptions, PruneOptions
+from cahp_edge.prune.options import JOINT_METHODS, METHODS, CahpOptions, PruneOptions
 
 
 def _load(model: str, data: str, data_opts: DataOptions, trust_pickle: bool):
@@ -145,6 +145,25 @@ def prune(
     emit(d, as_json, human)
 
 
+def parse_speedups(text: str) -> list[float]:
+    from cahp_edge.errors import UsageError
+
+    out = []
+    for part in [p.strip().removesuffix("x") for p in text.split(",") if p.strip()]:
+        try:
+            v = float(part)
+        except ValueError:
+            raise UsageError(f"speedup {part!r} is not a number", "speedups are factors like 2 or 2.5",
+                             "pass e.g. --speedups 1.5,2,3") from None
+        if not v >= 1.0:
+            raise UsageError(f"speedup {part} is below 1", "a speedup is dense cost / kept cost",
+                             "pass factors of 1 or more, e.g. --speedups 1.5,2,3")
+        out.append(v)
+    if not out:
+        raise UsageError("no speedups given", "", "pass e.g. --speedups 1.5,2,3")
+    return sorted(set(out))
+
+
 def parse_budgets(text: str, n_total: int) -> list[int]:
     from cahp_edge.errors import UsageError
 
@@ -186,8 +205,14 @@ def compare(
         str, typer.Option(help="Head counts or percentages, comma-separated.")
     ] = "50%,33%,25%,12.5%",
     methods: Annotated[
-        str, typer.Option(help=f"Comma-separated methods, the first is the reference ({'|'.join(METHODS)}).")
-    ] = ",".join(METHODS),
+        str | None, typer.Option(help=f"Comma-separated methods, the first is the reference "
+                                      f"({'|'.join(METHODS)}; default: all, or {','.join(JOINT_METHODS)} "
+                                      "with --speedups).")
+    ] = None,
+    speedups: Annotated[
+        str | None, typer.Option(help="Compare heads + FFN neurons plans at these MAC speedups instead "
+                                      "of head counts (e.g. 1.5,2,3,4,5), each re-fit by least squares.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -196,15 +221,18 @@ def compare(
     """Run several selection methods at the same budgets; table (CSV + terminal) and plot."""
     from cahp_edge.errors import UsageError
     from cahp_edge.fsutil import atomic_dir, check_output_dir
-    from cahp_edge.prune.compare import run_compare, table_text, write_compare
+    from cahp_edge.prune.compare import run_compare, run_compare_units, table_text, write_compare
 
-    meths = [m.strip() for m in methods.split(",") if m.strip()]
-    bad = [m for m in meths if m not in METHODS]
+    allowed = JOINT_METHODS if speedups else tuple(METHODS)
+    meths = [m.strip() for m in (methods or ",".join(allowed)).split(",") if m.strip()]
+    bad = [m for m in meths if m not in allowed]
     if bad or not meths:
-        raise UsageError(f"unknown method(s) {bad or methods!r}", f"choose from {', '.join(METHODS)}", "")
+        raise UsageError(f"unknown method(s) {bad or methods!r}" + (" for --speedups" if speedups else ""),
+                         f"choose from {', '.join(allowed)}", "")
+    factors = parse_speedups(speedups) if speedups else None
     check_output_dir(out, overwrite, inputs=[model, data, eval])
     lm, ds = _load(model, data, data_opts, trust_pickle)
-    ks = parse_budgets(budgets, sum(lm.heads_per_layer))
+    ks = None if factors else parse_budgets(budgets, sum(lm.heads_per_layer))
     from cahp_edge.prune.batches import from_dataset
 
     ev = _for_model(eval, lm, data_opts)
@@ -212,16 +240,9 @@ def compare(
     sources["eval"] = f"all {len(ev)} rows of {ev.source}"
     eval_batches = from_dataset(lm.tokenizer, ev, data_opts.max_length, data_opts.batch_size)
     base = PruneOptions(seed=data_opts.seed, **cahp.model_dump())
-    res = run_compare(
-        lm.model,
-        lm.adapter,
-        sel,
-        eval_batches,
-        meths,
-        ks,
-        base,
-        progress=lambda s: note(s, quiet),
-    )
+    run = run_compare_units if factors else run_compare
+    res = run(lm.model, lm.adapter, sel, eval_batches, meths, factors or ks, base,
+              progress=lambda s: note(s, quiet))
     res["data"] = sources
     with atomic_dir(out, overwrite) as tmp:
         write_compare(tmp, res)

@@ -40,6 +40,10 @@ FIELDS = (
     "only_this",
     "mcnemar_p",
 )
+# heads + neurons comparisons (--speedups): the budget is a speedup, a plan keeps heads and neurons
+UNIT_FIELDS = ("method", "speedup", "speedup_ideal", "heads", "neurons", "select_accuracy", "eval_accuracy",
+               "eval_loss", "heads_per_layer", "neurons_per_layer", "selection_s", "vs_reference",
+               "only_reference", "only_this", "mcnemar_p")
 
 
 def run_compare(
@@ -108,11 +112,15 @@ def run_compare(
 
 
 def table_text(res: dict) -> str:
-    budgets = sorted(res["budgets"], reverse=True)
-    by = {(r["method"], r["heads"]): r for r in res["rows"]}
-    head = f"{'method':<10}" + "".join(f"{k:>9}" for k in budgets)
+    joint = res.get("units") == "heads+neurons"
+    x = "speedup" if joint else "heads"
+    budgets = sorted(res["budgets"], reverse=not joint)
+    by = {(r["method"], r[x]): r for r in res["rows"]}
+    head = f"{'method':<10}" + "".join(f"{(f'{k:g}x' if joint else k):>9}" for k in budgets)
+    what = ("by ideal speedup (MACs), heads + FFN neurons, after the least-squares re-fit" if joint
+            else "by heads kept")
     lines = [
-        f"eval accuracy (%) by heads kept; dense {100 * res['dense']['eval_accuracy']:.1f}% "
+        f"eval accuracy (%) {what}; dense {100 * res['dense']['eval_accuracy']:.1f}% "
         f"with {res['dense']['heads']} heads",
         head,
     ]
@@ -140,15 +148,72 @@ def table_text(res: dict) -> str:
     return "\n".join(lines)
 
 
+def run_compare_units(
+    model: nn.Module,
+    adapter: Adapter,
+    data: SelectionData,
+    eval_batches: Batches,
+    methods: list[str],
+    speedups: list[float],
+    options: PruneOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Heads + FFN neurons: every method at every MAC speedup, each plan cut out and re-fit by least squares
+    on the calibration rows (the default CPU recovery), scored on the evaluation split and paired with the
+    first method (exact McNemar), as :func:`run_compare` does for heads."""
+    from cahp_edge.model.reconstruct import reconstruct
+    from cahp_edge.model.reshape import reshape
+    from cahp_edge.prune.units import select_units
+
+    base = options or PruneOptions()
+    n_heads = sum(adapter.heads_per_layer(model))
+    dense_sel = masked_eval(model, adapter, data.select)[0]
+    dense_eval, dense_loss = masked_eval(model, adapter, eval_batches)
+    rows, correct = [], {}
+    for method in methods:
+        t0 = time.perf_counter()
+        for s in sorted(speedups):
+            opts = PruneOptions(**{**base.model_dump(), "method": method, "units": "heads+neurons",
+                                   "speedup": s, "rivals": "none", "heads": None, "keep_ratio": None})
+            t1 = time.perf_counter()
+            plan = select_units(model, adapter, data, opts)
+            pruned = reshape(model, plan, adapter)
+            reconstruct(pruned, model, adapter, list(data.calib))
+            correct[(method, s)], loss_ev = masked_outcomes(pruned, adapter, eval_batches)
+            rows.append({"method": method, "speedup": s, "speedup_ideal": plan.meta["speedup_ideal"],
+                         "heads": plan.total_kept, "neurons": sum(plan.neurons_per_layer),
+                         "keep_ratio": plan.total_kept / n_heads,
+                         "select_accuracy": plan.meta["curve"][0]["accuracy"],
+                         "eval_accuracy": accuracy_of(correct[(method, s)]), "eval_loss": loss_ev,
+                         "heads_per_layer": plan.heads_per_layer, "neurons_per_layer": plan.neurons_per_layer,
+                         "selection_s": time.perf_counter() - t1})
+            if method != methods[0] and (methods[0], s) in correct:
+                rows[-1].update({"vs_reference": methods[0], **mcnemar(correct[(methods[0], s)],
+                                                                       correct[(method, s)])})
+        if progress:
+            best = ", ".join(f"{r['speedup']:g}x:{100 * r['eval_accuracy']:.1f}" for r in rows
+                             if r["method"] == method)
+            progress(f"compare: {method} done in {time.perf_counter() - t0:.0f}s ({best})")
+    return {"units": "heads+neurons",
+            "dense": {"heads": n_heads, "select_accuracy": dense_sel, "eval_accuracy": dense_eval,
+                      "eval_loss": dense_loss},
+            "budgets": sorted(speedups), "methods": methods, "rows": rows, "seed": base.seed,
+            "options": base.model_dump(mode="json", exclude={"method"}), "versions": versions()}
+
+
 def write_compare(out: Path, res: dict) -> None:
     from cahp_edge import plots
     from cahp_edge.fsutil import atomic_write_text
 
+    joint = res.get("units") == "heads+neurons"
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=UNIT_FIELDS if joint else FIELDS, extrasaction="ignore",
+                       lineterminator="\n")
     w.writeheader()
     for r in res["rows"]:
-        w.writerow({**r, "heads_per_layer": " ".join(map(str, r["heads_per_layer"]))})
+        w.writerow({**r, **{k: " ".join(map(str, r[k])) for k in ("heads_per_layer", "neurons_per_layer")
+                            if k in r}})
     atomic_write_text(out / "compare.csv", buf.getvalue())
     atomic_write_text(out / "compare.json", json.dumps(res, indent=2, default=str) + "\n")
-    plots.save(plots.compare_figure(res["rows"], res["dense"]["eval_accuracy"]), out / "compare.png")
+    x = "speedup" if joint else "heads"
+    plots.save(plots.compare_figure(res["rows"], res["dense"]["eval_accuracy"], x=x), out / "compare.png")

@@ -63,6 +63,7 @@ DEFAULT_MAX_DROP_RECONSTRUCTED = 1.0
 # methods that mean heads + neurons when --units is left to auto (a named head method keeps its meaning
 # from before heads + neurons existed: its plans stay head plans)
 JOINT_BY_DEFAULT = ("auto", "fisher")
+JOINT_METHODS = ("fisher", "cahp", "uniform")  # the methods that select heads and neurons together
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,11 @@ from cahp_edge.prune.budget import Choice, fill_budget, top_mask, uniform_choice
 from cahp_edge.prune.cost import UnitCost, mac_cost
 from cahp_edge.prune.fisher import unit_fisher
 from cahp_edge.prune.knee import find_knee
-from cahp_edge.prune.options import METHODS, PruneOptions
+from cahp_edge.prune.options import JOINT_METHODS, METHODS, PruneOptions
 from cahp_edge.prune.provenance import versions
 from cahp_edge.prune.salience import accuracy_of, dense_predictions, masked_eval, masked_outcomes
 from cahp_edge.prune.sweep import SelectionData, default_grid
 
-JOINT_METHODS = ("cahp", "fisher", "uniform")
 # speedups (dense cost / kept cost) scored when no budget is given: the knee is taken among them
 SPEEDUP_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 

@@ -338,3 +338,37 @@ def test_reconstruct_without_the_dense_model_is_refused(tiny_dir, sst, tmp_path,
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode != 0 and len(lines) == 1 and "pass --teacher DENSE_DIR" in lines[0], r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_compare_heads_and_neurons_at_the_same_speedups(tiny_dir, sst, tmp_path, run):
+    import csv
+
+    out = tmp_path / "cmp"
+    common = ["--model", str(tiny_dir), "--data", str(sst / "train.txt"), "--eval", str(sst / "dev.txt")]
+    r = run("compare", *common, "--calib-size", "32", "--select-size", "40", "--out", str(out),
+            "--speedups", "1.5,2x", "--methods", "fisher,uniform", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["units"] == "heads+neurons" and res["budgets"] == [1.5, 2.0]
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(x["method"], float(x["speedup"])) for x in rows] == [
+        ("fisher", 1.5), ("fisher", 2.0), ("uniform", 1.5), ("uniform", 2.0)]
+    for x in res["rows"]:
+        assert x["speedup_ideal"] >= x["speedup"] and x["neurons"] < 3 * 48
+    for x in res["rows"][2:]:  # uniform, paired with fisher on the same 40 dev rows
+        assert x["vs_reference"] == "fisher" and x["only_reference"] + x["only_this"] <= 40
+    assert sorted(p.name for p in out.iterdir()) == [".cahp-edge-output", "compare.csv", "compare.json",
+                                                      "compare.png"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--speedups", "0.5"], "speedup 0.5 is below 1"),
+    (["--speedups", "2", "--methods", "michel"], "unknown method(s) ['michel'] for --speedups"),
+    (["--speedups", "two"], "speedup 'two' is not a number"),
+])
+def test_compare_speedups_bad_input(tiny_dir, sst, tmp_path, run, args, needle):
+    r = run("compare", "--model", str(tiny_dir), "--data", str(sst / "train.txt"),
+            "--eval", str(sst / "dev.txt"), "--out", str(tmp_path / "c"), *args)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "c").exists()
