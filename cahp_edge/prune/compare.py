@@ -65,7 +65,8 @@ def run_compare(
     for method in methods:
         t0 = time.perf_counter()
         # every method with the same seed and options (CAHP's own options apply to CAHP only)
-        sel = make_selector(model, adapter, data, PruneOptions(**{**base.model_dump(), "method": method}))
+        sel = make_selector(model, adapter, data, PruneOptions(**{**base.model_dump(), "method": method,
+                                                                   "units": "heads"}))
         masks = sel.masks(sorted(budgets, reverse=True))
         t_sel = time.perf_counter() - t0
         for k in sorted(masks, reverse=True):

@@ -166,6 +166,17 @@ class PruneOptions(CahpOptions):
         budgets = [n for n, v in given if v is not None]
         if len(budgets) > 1:
             raise ValueError(f"{' and '.join(budgets)} both given: they set the same budget; pass only one")
+        if self.units == "heads+neurons":  # checked here, so a build stops before its first stage
+            if self.method not in JOINT_METHODS:
+                raise ValueError(f"--method {self.method} selects attention heads only; with --units "
+                                 f"heads+neurons pass --method {' / '.join(JOINT_METHODS)} "
+                                 "(or --units heads)")
+            if self.heads is not None or self.keep_ratio is not None:
+                raise ValueError("--heads/--keep-ratio count heads, but --units heads+neurons budgets cost: "
+                                 "pass --speedup S instead")
+        elif self.latency_budget_ms is not None:
+            raise ValueError("--latency-budget-ms budgets heads and FFN neurons together: it needs --units "
+                             "heads+neurons (for heads alone pass --heads or --speedup)")
         unknown = [r for r in self.rival_methods() if r not in METHODS]
         if unknown:
             raise ValueError(f"--rivals names unknown method(s) {', '.join(unknown)}; "

@@ -61,11 +61,10 @@ def check_budget(model: nn.Module, adapter: Adapter, data: SelectionData, o: Pru
     """Every budget error (ranges, a method that cannot prune neurons, a speedup or latency out of reach)
     before any selection work starts: one line each. ``cost``: as for :func:`select_heads`."""
     from cahp_edge.prune.cost import mac_cost
-    from cahp_edge.prune.units import check_cost, check_units_options, heads_for_speedup, mean_length
+    from cahp_edge.prune.units import check_cost, heads_for_speedup, mean_length
 
     check_cost(o, cost or mac_cost(adapter, model.config, mean_length(data.calib)))
     if o.units == "heads+neurons":
-        check_units_options(o)
         return
     check_options(o, sum(adapter.heads_per_layer(model)))
     if o.speedup is not None:
@@ -123,10 +122,6 @@ def select_heads(
         from cahp_edge.prune.units import select_units
 
         return select_units(model, adapter, data, options, sources, progress, multiple=multiple, cost=cost)
-    if options.latency_budget_ms is not None:
-        from cahp_edge.prune.units import check_cost
-
-        check_cost(options, cost)  # refuses: a latency budget spans heads and neurons
     t_start = time.perf_counter()
     index = HeadIndex(adapter.heads_per_layer(model))
     if len(set(index.heads_per_layer)) != 1:

@@ -119,23 +119,10 @@ class _Joint:
         return c
 
 
-def check_units_options(o: PruneOptions) -> None:
-    if o.method not in JOINT_METHODS:
-        raise UsageError(f"--method {o.method} selects attention heads only",
-                         "with --units heads+neurons the methods are " + ", ".join(JOINT_METHODS),
-                         "pass --method cahp (or fisher, uniform), or --units heads")
-    if o.heads is not None or o.keep_ratio is not None:
-        raise UsageError("--heads/--keep-ratio count heads, but --units heads+neurons budgets cost",
-                         "heads and neurons share one budget", "pass --speedup S instead")
-
-
 def check_cost(o: PruneOptions, cost: UnitCost | None) -> None:
     """A latency budget needs a latency cost model, and one some plan can meet (one line each)."""
     if o.latency_budget_ms is None:
         return
-    if o.units != "heads+neurons":  # checked first: ``cost`` may be None for head-only selection
-        raise UsageError("--latency-budget-ms budgets heads and FFN neurons together",
-                         "it needs --units heads+neurons", "pass --units heads+neurons (or use --speedup)")
     if cost is None or cost.unit != "ms":
         raise UsageError("--latency-budget-ms needs a measured latency cost model",
                          f"this plan's costs are {cost.source if cost else 'MACs'}",
@@ -152,7 +139,6 @@ def select_units(model: nn.Module, adapter: Adapter, data: SelectionData, option
                  multiple: int = 1, cost: UnitCost | None = None) -> HeadPlan:
     """A plan over heads and FFN neurons (``cahp-plan/2``); ``meta`` documents how it was chosen.
     ``cost``: the target's measured cost model (default: MACs at the calibration data's mean length)."""
-    check_units_options(options)
     t_start = time.perf_counter()
     tick = progress or (lambda *_: None)
     heads, widths = adapter.heads_per_layer(model), adapter.neurons_per_layer(model)

@@ -157,3 +157,22 @@ def test_second_build_on_locked_out(ckpt, tiny_data, dist, capsys):
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.parametrize(
+    ("flags", "msg"),
+    [
+        (["--speedup", "0.5"], "option 'speedup': Input should be greater than or equal to 1 (got 0.5)"),
+        (["--speedup", "2", "--heads", "4"], "--heads and --speedup both given"),
+        (["--units", "heads+neurons", "--method", "michel"], "--method michel selects attention heads only"),
+        (["--units", "heads", "--latency-budget-ms", "5"], "--latency-budget-ms budgets heads and FFN"),
+        (["--units", "heads+neurons", "--keep-ratio", "0.5"], "--units heads+neurons budgets cost"),
+        (["--latency-budget-ms", "0"], "option 'latency_budget_ms': Input should be greater than 0"),
+    ],
+    ids=["speedup below 1", "speedup and heads", "head method with neurons", "latency budget for heads",
+         "keep ratio with neurons", "zero latency budget"],
+)
+def test_bad_budget_flags(flags, msg, ckpt, tiny_data, dist, capsys):
+    """Budget flags that cannot work are usage errors before the first stage (issue 15's bad input)."""
+    argv = _build(ckpt, tiny_data, dist, "--target", TARGET, *flags)
+    _fails_keeping_release(argv, capsys, msg, dist, code=2)
