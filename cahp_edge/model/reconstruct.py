@@ -120,7 +120,7 @@ def _collect(model, proj, norm, batches, targets, idx: int):
             y, z = seen["y"].expand_as(seen["z"])[m].double(), seen["z"][m].double()  # (N, D)
             x = seen["x"][m].double() if not isinstance(proj, ZeroHeadAttention) else z[:, :0]  # (N, k)
             t = tgt[idx].double() - (z - y)  # what the projection should output: z* - residual
-            xa = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # (N, k + 1)
+            xa = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)  # (N, k + 1)
             G = xa.T @ xa if G is None else G + xa.T @ xa
             R = xa.T @ t if R is None else R + xa.T @ t
             err += float((y - t).pow(2).sum())
@@ -136,7 +136,8 @@ def _solve(G: torch.Tensor, R: torch.Tensor, damp: float) -> torch.Tensor:
     reg = torch.zeros_like(G)
     if k:
         lam = damp * float(G.diagonal()[:k].mean())
-        reg[range(k), range(k)] = max(lam, 1e-12)
+        idx = torch.arange(k, device=G.device)
+        reg[idx, idx] = max(lam, 1e-12)
     return torch.linalg.solve(G + reg, R)  # (k + 1, D): rows = W^T, last row = b
 
 
@@ -151,7 +152,8 @@ def reconstruct(pruned: nn.Module, dense: nn.Module, adapter: Adapter, batches: 
     """Re-fit every sublayer's output projection of ``pruned`` (in place) to the dense model's layer
     outputs on ``batches`` (dicts of tensors with ``attention_mask``); see the module doc."""
     t0 = time.perf_counter()
-    batches = [dict(b) for b in batches]
+    dev = next(pruned.parameters()).device  # GPU when the models are there; dense must be on it too
+    batches = [{k: v.to(dev) for k, v in b.items()} for b in batches]
     was = pruned.training, dense.training
     pruned.eval()
     dense.eval()
@@ -186,7 +188,8 @@ def _current(proj) -> torch.Tensor:
     """The projection's (k + 1, D) augmented weights [W^T; b] as float64."""
     if isinstance(proj, ZeroHeadAttention):
         return proj.bias.detach().double()[None, :]
-    b = proj.bias.detach() if proj.bias is not None else torch.zeros(proj.out_features)
+    b = proj.bias.detach() if proj.bias is not None else torch.zeros(proj.out_features,
+                                                                       device=proj.weight.device)
     return torch.cat([proj.weight.detach().T, b[None, :]]).double()
 
 

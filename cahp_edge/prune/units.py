@@ -75,7 +75,6 @@ def plan_of(choice: Choice, meta: dict | None = None) -> HeadPlan:
                     tuple(choice.neurons.shape[1] for _ in kept_n), kept_n)
 
 
-
 class _Joint:
     """Candidate head sets + unit importance for one method; ``choose(budget)`` -> Choice."""
 
@@ -99,11 +98,9 @@ class _Joint:
             sel = METHODS["cahp"].load()(model, adapter, data, options.seed, **options.method_options())
             counts = sorted(set(default_grid(n, 1, 24)) | {n}, reverse=True)
             self.head_sets.update({k: m.float() for k, m in sel.masks(counts).items()})
-            self.signatures = None
             from cahp_edge.prune.neurons import neuron_signatures
 
             self.signatures = neuron_signatures(model, adapter, data.calib, seed=options.seed)
-            self.sig_timing = sel.info.get("timings", {})
         timings["head_sets_s"] = time.perf_counter() - t0
 
     def choose(self, budget: float) -> Choice:
