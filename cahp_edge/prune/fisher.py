@@ -18,7 +18,7 @@ from torch import nn
 from cahp_edge.arch import Adapter
 from cahp_edge.model.mask import NeuronMask
 from cahp_edge.prune.batches import Batches, model_inputs
-from cahp_edge.prune.salience import _ExampleMask
+from cahp_edge.prune.salience import _ExampleMask, masks_only
 
 
 class _ExampleNeuronMask(NeuronMask):
@@ -42,29 +42,19 @@ def unit_fisher(model: nn.Module, adapter: Adapter, batches: Batches,
     """((L, H) head Fisher, (L, I) neuron Fisher) of the dense model on ``batches``; loss against the
     gold labels, or ``targets`` (one label tensor per batch, e.g. the dense model's own predictions)."""
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    req = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)  # only the masks need gradients
-    try:
-        with _ExampleMask(model, adapter) as hm, _ExampleNeuronMask(model, adapter) as nm:
-            h_tot = torch.zeros_like(hm.values)
-            n_tot = torch.zeros_like(nm.values)
-            n = 0
-            for i, batch in enumerate(batches):
-                b = {k: v.to(dev) for k, v in batch.items()}
-                y = b["labels"] if targets is None else targets[i].to(dev)
-                bs = int(y.shape[0])
-                hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
-                nm.example = torch.ones(bs, *nm.values.shape, device=dev, requires_grad=True)
-                loss = F.cross_entropy(model(**model_inputs(b)).logits, y, reduction="sum")
-                gh, gn = torch.autograd.grad(loss, (hm.example, nm.example))  # (B, L, H), (B, L, I)
-                h_tot += gh.pow(2).sum(0)
-                n_tot += gn.pow(2).sum(0)
-                n += bs
-    finally:
-        for p, r in zip(model.parameters(), req, strict=True):
-            p.requires_grad_(r)
-        model.train(was_training)
+    with masks_only(model), _ExampleMask(model, adapter) as hm, _ExampleNeuronMask(model, adapter) as nm:
+        h_tot = torch.zeros_like(hm.values)
+        n_tot = torch.zeros_like(nm.values)
+        n = 0
+        for i, batch in enumerate(batches):
+            b = {k: v.to(dev) for k, v in batch.items()}
+            y = b["labels"] if targets is None else targets[i].to(dev)
+            bs = int(y.shape[0])
+            hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
+            nm.example = torch.ones(bs, *nm.values.shape, device=dev, requires_grad=True)
+            loss = F.cross_entropy(model(**model_inputs(b)).logits, y, reduction="sum")
+            gh, gn = torch.autograd.grad(loss, (hm.example, nm.example))  # (B, L, H), (B, L, I)
+            h_tot += gh.pow(2).sum(0)
+            n_tot += gn.pow(2).sum(0)
+            n += bs
     return (h_tot / max(1, n)).cpu(), (n_tot / max(1, n)).cpu()

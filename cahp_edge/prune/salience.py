@@ -8,6 +8,9 @@ live in. Removed heads get salience 0. ``kind="fisher"``: E_x (dL_x/dm_h)^2 inst
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +46,23 @@ class _ExampleMask(HeadMask):
         return pre_hook
 
 
+@contextlib.contextmanager
+def masks_only(model: nn.Module) -> Iterator[None]:
+    """Eval mode with every parameter frozen (only mask gradients are taken: a cheaper backward), both
+    restored on the way out."""
+    was_training = model.training
+    model.eval()
+    req = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, r in zip(model.parameters(), req, strict=True):
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
 def head_salience(
     model: nn.Module,
     adapter: Adapter,
@@ -62,39 +82,29 @@ def head_salience(
     if kind not in SALIENCE_KINDS:
         raise ValueError(f"unknown salience kind {kind!r}")
     dev = _device(model)
-    was_training = model.training
-    model.eval()
-    req = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)  # only the mask needs a gradient: cheaper backward
     cls = _ExampleMask if kind == "fisher" else HeadMask
-    try:
-        with cls(model, adapter, values=mask, requires_grad=kind == "abs") as hm:
-            total = torch.zeros_like(hm.values, requires_grad=False)
-            n = 0
-            for i, batch in enumerate(batches):
-                b = {k: v.to(dev) for k, v in batch.items()}
-                y = b["labels"] if targets is None else targets[i].to(dev)
-                bs = int(y.shape[0])
-                if kind == "fisher":
-                    hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
-                    logits = model(**model_inputs(b)).logits
-                    loss = F.cross_entropy(logits, y, reduction="sum")
-                    (g,) = torch.autograd.grad(loss, hm.example)  # (B, L, H): per-example gradients
-                    total += g.pow(2).sum(0)
-                else:
-                    logits = model(**model_inputs(b)).logits
-                    loss = F.cross_entropy(logits, y)
-                    (g,) = torch.autograd.grad(loss, hm.values)
-                    total += g.abs() * bs
-                n += bs
-            sal = (total / max(1, n)).detach()
-            if mask is not None:
-                sal = sal * (torch.as_tensor(mask, device=sal.device) > 0.5)
-    finally:
-        for p, r in zip(model.parameters(), req, strict=True):
-            p.requires_grad_(r)
-        model.train(was_training)
+    with masks_only(model), cls(model, adapter, values=mask, requires_grad=kind == "abs") as hm:
+        total = torch.zeros_like(hm.values, requires_grad=False)
+        n = 0
+        for i, batch in enumerate(batches):
+            b = {k: v.to(dev) for k, v in batch.items()}
+            y = b["labels"] if targets is None else targets[i].to(dev)
+            bs = int(y.shape[0])
+            if kind == "fisher":
+                hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
+                logits = model(**model_inputs(b)).logits
+                loss = F.cross_entropy(logits, y, reduction="sum")
+                (g,) = torch.autograd.grad(loss, hm.example)  # (B, L, H): per-example gradients
+                total += g.pow(2).sum(0)
+            else:
+                logits = model(**model_inputs(b)).logits
+                loss = F.cross_entropy(logits, y)
+                (g,) = torch.autograd.grad(loss, hm.values)
+                total += g.abs() * bs
+            n += bs
+        sal = (total / max(1, n)).detach()
+        if mask is not None:
+            sal = sal * (torch.as_tensor(mask, device=sal.device) > 0.5)
     if normalize_layers:
         # Michel et al.'s code divides each layer's scores by their L2 norm
         sal = sal / sal.norm(dim=-1, keepdim=True).clamp_min(1e-20)
