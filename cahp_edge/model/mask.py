@@ -30,6 +30,20 @@ class _PreHookMask:
     def _module(self, layer: nn.Module) -> nn.Module:
         raise NotImplementedError
 
+    def _init_values(self, values, requires_grad: bool, unit: str) -> None:
+        """``self.values``: (layers, most units of a layer) multipliers on the model's device, all ones by
+        default; given ``values`` of another shape are refused naming both shapes."""
+        shape = (len(self.sizes), max(self.sizes) if self.sizes else 0)
+        device = next(self.model.parameters()).device
+        if values is None:
+            values = torch.ones(shape, device=device)
+        else:
+            values = torch.as_tensor(values, dtype=torch.float32, device=device).clone()
+            if tuple(values.shape) != shape:
+                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, {unit}) {shape}")
+        self.values = values.requires_grad_(requires_grad)
+        self._handles: list = []
+
     def _hook(self, layer_idx: int):
         raise NotImplementedError
 
@@ -58,17 +72,7 @@ class HeadMask(_PreHookMask):
         self.model, self.adapter = model, adapter
         self.head_size = adapter.head_size(model.config)
         self.heads = self.sizes = adapter.heads_per_layer(model)
-        h_max = max(self.heads) if self.heads else 0
-        device = next(model.parameters()).device
-        if values is None:
-            values = torch.ones(len(self.heads), h_max, device=device)
-        else:
-            values = torch.as_tensor(values, dtype=torch.float32, device=device).clone()
-            if values.shape != (len(self.heads), h_max):
-                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, heads) "
-                                 f"{(len(self.heads), h_max)}")
-        self.values = values.requires_grad_(requires_grad)  # (L, H)
-        self._handles: list = []
+        self._init_values(values, requires_grad, "heads")  # values: (L, H)
 
     def _hook(self, layer_idx: int):
         n, d = self.heads[layer_idx], self.head_size
@@ -99,16 +103,7 @@ class NeuronMask(_PreHookMask):
                  requires_grad: bool = False) -> None:
         self.model, self.adapter = model, adapter
         self.widths = self.sizes = adapter.neurons_per_layer(model)
-        shape = (len(self.widths), max(self.widths) if self.widths else 0)
-        device = next(model.parameters()).device
-        if values is None:
-            values = torch.ones(shape, device=device)
-        else:
-            values = torch.as_tensor(values, dtype=torch.float32, device=device).clone()
-            if tuple(values.shape) != shape:
-                raise ValueError(f"mask shape {tuple(values.shape)} != (layers, neurons) {shape}")
-        self.values = values.requires_grad_(requires_grad)  # (L, I)
-        self._handles: list = []
+        self._init_values(values, requires_grad, "neurons")  # values: (L, I)
 
     def _hook(self, layer_idx: int):
         width = self.widths[layer_idx]
