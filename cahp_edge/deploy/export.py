@@ -74,8 +74,10 @@ class OnnxModel:
 
 
 # ---- parity ------------------------------------------------------------------------------------
-def session(path: Path, threads: int = 1, providers: list[str] | None = None):
-    """An ORT session; a file that does not load (truncated, not ONNX) is one ExportError."""
+def session(path: Path, threads: int = 1, providers: list[str] | None = None,
+            disabled_optimizers: list[str] | tuple[str, ...] = ()):
+    """An ORT session; a file that does not load (truncated, not ONNX) is one ExportError.
+    ``disabled_optimizers``: graph rewrites to turn off (a target profile's, for its timings)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -86,7 +88,8 @@ def session(path: Path, threads: int = 1, providers: list[str] | None = None):
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"],
+                                    disabled_optimizers=list(disabled_optimizers))
     except Exception as e:
         raise ExportError(f"ONNX file {path} fails to load", _first_line(e),
                           "the file is truncated or corrupt; re-run `cahp-edge export`") from e

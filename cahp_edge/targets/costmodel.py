@@ -53,10 +53,9 @@ def _feeds(names: list[str], seq_len: int, vocab: int) -> dict:
 def measure_cost(model_dir: str | Path, target, seq_len: int | None = None, runs: int = 30,
                  rounds: int = 4) -> UnitCost:
     """Measure the target's cost per head and per neuron on this host (see the module doc)."""
-    import onnxruntime as ort
     import torch
 
-    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.deploy.export import export_onnx, session
     from cahp_edge.deploy.graph import empty_weight_nodes
     from cahp_edge.deploy.optimize import load_onnx
     from cahp_edge.deploy.quantize_ops import run_quantizer
@@ -68,10 +67,6 @@ def measure_cost(model_dir: str | Path, target, seq_len: int | None = None, runs
     heads, widths = lm.adapter.heads_per_layer(lm.model), lm.adapter.neurons_per_layer(lm.model)
     names = list(lm.adapter.export_inputs)
     feeds = _feeds(names, T, int(lm.model.config.vocab_size))
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(target.threads)
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
     sessions, points = [], []
     with tempfile.TemporaryDirectory(prefix="cahp-cost-") as td:
         for i, (fh, fn) in enumerate(WIDTHS):
@@ -83,8 +78,7 @@ def measure_cost(model_dir: str | Path, target, seq_len: int | None = None, runs
             src = d / "e" / "model.onnx"
             q, _ = run_quantizer(src, d / "q.onnx", target.quantization, empty_weight_nodes(load_onnx(src)),
                                  None, d, 0)
-            sessions.append(ort.InferenceSession(str(q), sess_options=so, providers=["CPUExecutionProvider"],
-                                                 disabled_optimizers=list(target.disabled_optimizers)))
+            sessions.append(session(q, int(target.threads), disabled_optimizers=target.disabled_optimizers))
             points.append((sum(plan.heads_per_layer), sum(plan.neurons_per_layer)))
         times: list[list[float]] = [[] for _ in sessions]
         for s in sessions:  # warm-up
