@@ -46,6 +46,20 @@ UNIT_FIELDS = ("method", "speedup", "speedup_ideal", "heads", "neurons", "select
                "only_reference", "only_this", "mcnemar_p")
 
 
+def _dense(model: nn.Module, adapter: Adapter, data: SelectionData, eval_batches: Batches) -> dict:
+    """The unpruned model's row of a comparison: heads, selection and evaluation accuracy, eval loss."""
+    eval_acc, eval_loss = masked_eval(model, adapter, eval_batches)
+    return {"heads": sum(adapter.heads_per_layer(model)),
+            "select_accuracy": masked_eval(model, adapter, data.select)[0],
+            "eval_accuracy": eval_acc, "eval_loss": eval_loss}
+
+
+def _result(dense: dict, budgets: list, methods: list[str], rows: list[dict], base: PruneOptions) -> dict:
+    """What both comparisons return (and compare.json records)."""
+    return {"dense": dense, "budgets": budgets, "methods": methods, "rows": rows, "seed": base.seed,
+            "options": base.model_dump(mode="json", exclude={"method"}), "versions": versions()}
+
+
 def run_compare(
     model: nn.Module,
     adapter: Adapter,
@@ -58,8 +72,7 @@ def run_compare(
 ) -> dict:
     base = options or PruneOptions()
     index = HeadIndex(adapter.heads_per_layer(model))
-    dense_sel = masked_eval(model, adapter, data.select)[0]
-    dense_eval, dense_loss = masked_eval(model, adapter, eval_batches)
+    dense = _dense(model, adapter, data, eval_batches)
     rows = []
     correct: dict[tuple[str, int], torch.Tensor] = {}  # (method, heads) -> (N,) bool on the eval split
     for method in methods:
@@ -96,20 +109,7 @@ def run_compare(
                 f"{r['heads']}:{100 * r['eval_accuracy']:.1f}" for r in rows if r["method"] == method
             )
             progress(f"compare: {method} done in {t_sel:.0f}s ({best})")
-    return {
-        "dense": {
-            "heads": index.n,
-            "select_accuracy": dense_sel,
-            "eval_accuracy": dense_eval,
-            "eval_loss": dense_loss,
-        },
-        "budgets": budgets,
-        "methods": methods,
-        "rows": rows,
-        "seed": base.seed,
-        "options": base.model_dump(mode="json", exclude={"method"}),
-        "versions": versions(),
-    }
+    return _result(dense, budgets, methods, rows, base)
 
 
 def table_text(res: dict) -> str:
@@ -168,8 +168,7 @@ def run_compare_units(
 
     base = options or PruneOptions()
     n_heads = sum(adapter.heads_per_layer(model))
-    dense_sel = masked_eval(model, adapter, data.select)[0]
-    dense_eval, dense_loss = masked_eval(model, adapter, eval_batches)
+    dense = _dense(model, adapter, data, eval_batches)
     rows, correct = [], {}
     for method in methods:
         t0 = time.perf_counter()
@@ -195,11 +194,7 @@ def run_compare_units(
             best = ", ".join(f"{r['speedup']:g}x:{100 * r['eval_accuracy']:.1f}" for r in rows
                              if r["method"] == method)
             progress(f"compare: {method} done in {time.perf_counter() - t0:.0f}s ({best})")
-    return {"units": "heads+neurons",
-            "dense": {"heads": n_heads, "select_accuracy": dense_sel, "eval_accuracy": dense_eval,
-                      "eval_loss": dense_loss},
-            "budgets": sorted(speedups), "methods": methods, "rows": rows, "seed": base.seed,
-            "options": base.model_dump(mode="json", exclude={"method"}), "versions": versions()}
+    return {"units": "heads+neurons", **_result(dense, sorted(speedups), methods, rows, base)}
 
 
 def write_compare(out: Path, res: dict) -> None:
