@@ -91,7 +91,8 @@ def better_rival(plan: dict) -> str | None:
     at = r.get("at") or f"{r['heads']} heads"  # heads + neurons plans: "the same cost (...)"
     return (f"{r['method']} scores {100 * r['selection_accuracy']:.1f}% vs {method} "
             f"{100 * r['chosen_accuracy']:.1f}% on the selection split at {at} "
-            f"({100 * (r['selection_accuracy'] - r['chosen_accuracy']):+.1f} pt, McNemar p = "
+            f"({100 * (r['selection_accuracy'] - r['chosen_accuracy']):+.1f} pt, "
+            f"{r.get('test', 'McNemar')} p = "
             f"{r['mcnemar_p']:.2g} on {r['only_chosen'] + r['only_rival']} differing examples); "
             f"to ship its plan, pass --method {r['method']}")
 

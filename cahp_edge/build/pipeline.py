@@ -125,6 +125,16 @@ class Source:
     select_unlabelled: bool = False  # --select rows have no labels: the dense model labels them
 
 
+def with_task(opts: BuildOptions) -> BuildOptions:
+    """``opts`` with ``task`` resolved from the checkpoint when "auto" (cahp_edge.tasks.detect_task), so
+    every stage and its cache key see the task that runs; a bare encoder is refused with the fix."""
+    from cahp_edge.model.load import read_config_dict, resolve_model_dir, resolve_task
+
+    d = resolve_model_dir(opts.model)
+    task = resolve_task(d, read_config_dict(d), None if opts.task == "auto" else opts.task, require=True)
+    return opts if task.name == opts.task else opts.model_copy(update={"task": task.name})
+
+
 def inspect_source(opts: BuildOptions) -> Source:
     from cahp_edge.fsutil import sha256_tree
     from cahp_edge.model.load import checkpoint_hash, read_config_dict, resolve_model_dir
@@ -132,10 +142,11 @@ def inspect_source(opts: BuildOptions) -> Source:
     d = resolve_model_dir(opts.model)
     cfg = read_config_dict(d)
     tok = sha256_tree(d, ("tokenizer*", "vocab*", "special_tokens_map.json", "merges.txt", "*.model"))
-    id2label = cfg.get("id2label") or {}
+    id2label = {} if st.embeds(opts) else cfg.get("id2label") or {}
     _, _, sel = st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage
     return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval),
-                  _input_hash(opts.select), select_unlabelled=sel is not None and not sel.labelled)
+                  _input_hash(opts.select),
+                  select_unlabelled=sel is not None and not sel.labelled and not st.embeds(opts))
 
 
 def build(opts: BuildOptions, force: bool = False, events: Events | None = None) -> BuildResult:
@@ -147,6 +158,7 @@ def build(opts: BuildOptions, force: bool = False, events: Events | None = None)
     check_not_input(out, [opts.model, opts.data, opts.eval, opts.select])
     for t in targets:  # a user's folder or archive where a release goes: refused before any stage runs
         check_replaceable(out, t.name)
+    opts = with_task(opts)
     src = inspect_source(opts)  # bad model / data / labels fail here, before OUT is touched
     with build_workspace(out) as cache:
         res = build_locked(opts, targets, cache, force, events or Events(), src=src)
@@ -187,7 +199,9 @@ def build_locked(
 
     out = Path(opts.out)
     res = res or BuildResult(out)
-    src = src or inspect_source(opts)
+    if src is None:  # build() resolved the task before inspecting the source; other callers here
+        opts = with_task(opts)
+        src = inspect_source(opts)
 
     def run(name: str, inputs: dict, fn, line) -> StageRecord:
         rec = cache.run(name.split(":")[0], inputs, fn, force=force)
@@ -239,7 +253,8 @@ def build_locked(
         _reshape_line,
     )
     model = shape
-    recover_o = recover_o.resolved(prune_o.units == "heads+neurons")  # "auto" -> what runs, in the key
+    # "auto" -> what runs, in the key
+    recover_o = recover_o.resolved(prune_o.units == "heads+neurons", label_free=st.embeds(opts))
     if recover_o.recover_epochs > 0 or recover_o.reconstructs:
         teacher = src.checkpoint if recover_o.distill or recover_o.reconstructs else None
         model = run(
@@ -368,10 +383,15 @@ def _data_line(s: dict) -> str:
     if s.get("select_on_finetuning_data"):
         line += (" (warning: selection rows come from the data the model was fine-tuned on, so the knee "
                  "sees optimistic accuracy; pass --select with held-out rows)")
+    for note in s.get("notes") or []:
+        line += f"; note: {note}"
     return line
 
 
 def _check_line(s: dict) -> str:
+    if "spearman" in s:  # embedding models: the dense quality, recorded (no majority class to beat)
+        notes = "".join(f"; note: {n}" for n in s.get("notes") or [])
+        return f"dense STS Spearman {100 * s['spearman']:.2f} on {s['eval']}{notes}"
     verdict = "WEAK" if s["weak"] else "ok"
     return (f"dense accuracy {100 * s['accuracy']:.1f}% (majority class {100 * s['majority']:.1f}%, "
             f"chance {100 * s['chance']:.1f}%), loss {s['loss']:.3f} (ln {1 / s['chance']:.0f} = "
@@ -438,7 +458,9 @@ def _quantize_line(s: dict) -> str:
     if s.get("quantized_matmuls") is not None:
         parts.append(f"{s['quantized_matmuls']} int8 MatMuls")
     if s.get("agreement") is not None:
-        parts.append(f"argmax agreement {s['agreement']:.3f}")
+        what = "mean cosine to fp32" if "cosine" in str((s.get("accuracy") or {}).get("measure")) else \
+            "argmax agreement"
+        parts.append(f"{what} {s['agreement']:.3f}")
     if s.get("fp32_nodes"):
         parts.append(f"{len(s['fp32_nodes'])} node(s) kept fp32")
     return ", ".join(parts)
@@ -446,7 +468,8 @@ def _quantize_line(s: dict) -> str:
 
 def _validate_line(s: dict) -> str:
     acc = s.get("accuracy") or {}
-    parts = [f"accuracy {k} {v:.3f}" for k, v in acc.items() if v is not None]
+    metric = s.get("metric") or "accuracy"
+    parts = [f"{metric} {k} {v:.3f}" for k, v in acc.items() if v is not None]
     if s.get("p90_ms") is not None:
         parts.append(f"p90 {s['p90_ms']:.2f} ms")
     return ", ".join(parts)

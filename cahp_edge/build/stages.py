@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cahp_edge.errors import DataError
+
 Progress = Callable[[str, int, int], None]  # (task, done, total); rendered by the CLI only
 
 
@@ -34,13 +36,37 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 # ---- data ---------------------------------------------------------------------------------------
+def embeds(opts) -> bool:
+    return opts.task == "sentence-embedding"
+
+
 def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
-    """Training, evaluation and (optional) selection datasets with labels aligned to the model's."""
+    """Training, evaluation and (optional) selection datasets with labels aligned to the model's.
+
+    Embedding models (``opts.task`` resolved by the build): training and selection rows are unlabelled
+    sentences (a pair's two sides become two rows; labels, if any, are not read), evaluation rows are
+    pairs with a graded score (STS)."""
     from cahp_edge.data import align_labels, load_dataset
 
     cols = dict(
         text_column=opts.text_column, text_pair_column=opts.text_pair_column, label_column=opts.label_column
     )
+    if embeds(opts):
+        from cahp_edge.data.unlabelled import sentences
+
+        unl = {**cols, "label_column": None}
+        train = sentences(load_dataset(opts.data, "train", **unl, labels=False))
+        if not opts.eval:
+            raise DataError("an embedding build needs --eval", "its quality is Spearman correlation on pairs "
+                            "with a graded similarity (STS), and the training text has no scores",
+                            "pass --eval with sentence1, sentence2 and score columns (e.g. STS-B dev.tsv)")
+        ev = load_dataset(opts.eval, "dev", **cols, scores=True)
+        if ev.pairs is None:
+            raise DataError(f"evaluation data {ev.source} has single texts",
+                            "an embedding model is scored on pairs with a graded similarity (STS)",
+                            "pass --eval with sentence1, sentence2 and score columns (e.g. STS-B dev.tsv)")
+        sel = sentences(load_dataset(opts.select, "train", **unl, labels=False)) if opts.select else None
+        return train, ev, sel
     train = align_labels(load_dataset(opts.data, "train", **cols), id2label)
     ev = align_labels(load_dataset(opts.eval, "dev", **cols), id2label) if opts.eval else None
     # selection rows may come without labels: label_select() labels them with the dense model first
@@ -110,12 +136,22 @@ def write_eval(art: Path, opts, id2label: dict, model_dir: Path | None = None) -
     sp = splits(opts, id2label)
     art.mkdir()
     names = sp.eval.label_names  # the model's label names, so the runner and validate map them back
+    notes = []
     with open(art / "eval.jsonl", "w", encoding="utf-8") as f:
         for i, (text, label) in enumerate(zip(sp.eval.texts, sp.eval.labels, strict=True)):
-            row = {"label": names[label], "text": text}
+            # embeddings: graded pairs (the runner's scored format); classifiers: a label per row
+            row = {"score": sp.eval.scores[i]} if embeds(opts) else {"label": names[label]}
+            row["text"] = text
             if sp.eval.pairs is not None:
                 row["text_pair"] = sp.eval.pairs[i]
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if embeds(opts):
+        from cahp_edge.data import load_dataset
+        from cahp_edge.data.unlabelled import ignored_labels
+
+        raw = load_dataset(opts.data, "train", text_column=opts.text_column,
+                           text_pair_column=opts.text_pair_column, label_column=None, labels=False)
+        notes = [n for n in (ignored_labels(raw),) if n]
     info = {
         "rows": len(sp.eval),
         "calib": len(sp.calib),
@@ -123,6 +159,8 @@ def write_eval(art: Path, opts, id2label: dict, model_dir: Path | None = None) -
         "sources": sp.sources,
         "labels": names,
         "select_on_finetuning_data": model_dir is not None and selects_on_finetuning_data(opts, model_dir),
+        "task": opts.task,
+        "notes": notes,
     }
     write_json(art / "splits.json", info)
     return info
@@ -147,8 +185,17 @@ def check(art: Path, model_dir: Path, opts, id2label: dict) -> dict:
     from cahp_edge.model.load import load_model
     from cahp_edge.model.sanity import model_health
 
-    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True, task=opts.task)
     sp = splits(opts, id2label)
+    if embeds(opts):  # no majority class to beat: the dense quality is recorded, never judged weak
+        from cahp_edge.model.evaluate import sts_spearman
+
+        doc = {"weak": False, "spearman": sts_spearman(lm.model, lm.tokenizer, sp.eval, opts.max_length,
+                                                       opts.batch_size), "eval": sp.sources["eval"],
+               "notes": list(lm.notes)}
+        art.mkdir()
+        write_json(art / "check.json", doc)
+        return doc
     health = model_health(lm.model, lm.tokenizer, sp.eval, opts.max_length, opts.batch_size)
     art.mkdir()
     doc = {**health.to_dict(), "eval": sp.sources["eval"]}
@@ -212,13 +259,18 @@ def prune(
     from cahp_edge.prune.select import select_heads
     from cahp_edge.prune.sweep import SelectionData
 
-    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True, task=opts.task)
     sp = splits(opts, id2label)
-    check_task(sp.calib, lm.model.config)
+    if not embeds(opts):
+        check_task(sp.calib, lm.model.config)
     sel = SelectionData(
         from_dataset(lm.tokenizer, sp.calib, opts.max_length, opts.batch_size),
         from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size),
     )
+    if embeds(opts):  # no labels: every row's target is the dense model's own embedding
+        from cahp_edge.prune.salience import with_dense_targets
+
+        sel = SelectionData(with_dense_targets(lm.model, sel.calib), with_dense_targets(lm.model, sel.select))
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
     unit_cost = None
@@ -261,7 +313,7 @@ def reshape(art: Path, model_dir: Path, plan_path: Path, opts) -> dict:
     from cahp_edge.model.reshape import reshape as cut
     from cahp_edge.plan import HeadPlan
 
-    lm = load_model(model_dir, trust_pickle=opts.trust_pickle)
+    lm = load_model(model_dir, trust_pickle=opts.trust_pickle, task=opts.task)
     plan = HeadPlan.load(plan_path)
     pruned = cut(lm.model, plan, lm.adapter)
     save_pruned(pruned, plan, art, lm.tokenizer, lm.source_hash)
@@ -393,6 +445,7 @@ def validate(
     lat = (shipped.get("profile") or {}).get("latency") or {}
     return {
         "models": list(results),
+        "metric": ((shipped.get("profile") or {}).get("accuracy") or {}).get("metric", "accuracy"),
         "accuracy": {k: v.get("accuracy") for k, v in results.items()},
         "p90_ms": lat.get("p90_ms"),
         "status": shipped.get("status"),

@@ -60,7 +60,9 @@ def finetune(
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Turn a base encoder into a classifier for the labels in --data; report accuracy on --eval."""
+    """Turn a base encoder into a classifier for the labels in --data; report accuracy on --eval.
+    --task token-classification: a token classifier (NER) on CoNLL files with IOB2 tags, scored by
+    entity F1 (seqeval)."""
     from cahp_edge.fsutil import check_output_dir
     from cahp_edge.train.finetune import finetune as run
     from cahp_edge.train.loop import TrainConfig
@@ -68,6 +70,15 @@ def finetune(
     cfg = TrainConfig.from_options(data_opts, loop, epochs, recovering=False, cpu=cpu)
     cfg.check()
     check_output_dir(out, overwrite, inputs=[model, data, eval_data])
+    if data_opts.task == "sentence-embedding":
+        from cahp_edge.errors import UsageError
+
+        raise UsageError("finetune does not train embedding models",
+                         "an embedding model is pruned as it is, without labels",
+                         "pass the sentence-transformers folder to `cahp-edge build` directly")
+    if data_opts.task == "token-classification":
+        _finetune_tokens(model, data, eval_data, out, cfg, overwrite, as_json, quiet)
+        return
     train_ds = _load(data, "train", data_opts)
     eval_ds = _load(eval_data, "dev", data_opts)
     shown, cb = _progress(quiet or as_json, "finetune")
@@ -86,6 +97,29 @@ def finetune(
         f"finetune: {res.train_rows} rows x {epochs:g} epoch(s), {len(res.label_names)} labels, "
         f"{res.train.steps} steps on {res.train.device} x{res.train.num_processes}, {res.seconds:.0f} s; "
         f"accuracy {acc}; saved {out}",
+        quiet or as_json,
+    )
+    emit(res.to_dict(), as_json)
+
+
+def _finetune_tokens(model, data, eval_data, out, cfg, overwrite: bool, as_json: bool, quiet: bool) -> None:
+    from cahp_edge.data.tagged import read_conll
+    from cahp_edge.train.tokens import finetune_tokens
+
+    train_ds = read_conll(data, "train")
+    eval_ds = None if eval_data is None else read_conll(eval_data, "dev")
+    shown, cb = _progress(quiet or as_json, "finetune")
+    try:
+        res = finetune_tokens(model, train_ds, out, eval_ds, cfg, overwrite=overwrite, progress=cb)
+    finally:
+        shown.stop()
+    if not res.train.is_main_process:
+        return
+    f1 = "n/a (no --eval)" if res.f1 is None else f"{100 * res.f1:.1f} on {res.eval_source}"
+    note(
+        f"finetune: {res.train_rows} sentences x {cfg.epochs:g} epoch(s), {len(res.label_names)} tags, "
+        f"{res.train.steps} steps on {res.train.device} x{res.train.num_processes}, {res.seconds:.0f} s; "
+        f"entity F1 {f1}; saved {out}",
         quiet or as_json,
     )
     emit(res.to_dict(), as_json)

@@ -23,6 +23,7 @@ PAIR_DEFAULTS = (
 )
 TEXT_DEFAULTS = ("sentence", "text", "sentence1", "review", "content")
 LABEL_DEFAULTS = ("label", "labels", "gold_label")
+SCORE_DEFAULTS = ("score", "similarity", "label")  # graded pairs (STS): a float per row, not a class
 DEMO_DATA = Path(__file__).parent / "demo_data"  # shipped sentiment_{train,dev}.tsv (negative/positive)
 MISSING = {"", "nan", "none", "null", "na", "n/a"}
 
@@ -35,6 +36,7 @@ class TextDataset:
     label_names: list[str]
     source: str = ""
     split: str = ""
+    scores: list[float] | None = None  # graded similarity per row (STS-style evaluation); None otherwise
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,6 +63,7 @@ class TextDataset:
             list(self.label_names),
             self.source,
             self.split,
+            None if self.scores is None else [self.scores[i] for i in idx],
         )
 
     def label_counts(self) -> dict[str, int]:

@@ -16,6 +16,7 @@ from cahp_edge.data.dataset import (
     LABEL_DEFAULTS,
     MISSING,
     PAIR_DEFAULTS,
+    SCORE_DEFAULTS,
     SPLIT_ALIASES,
     TEXT_DEFAULTS,
     TextDataset,
@@ -79,6 +80,17 @@ def _label_str(v, where: str) -> str:
     return s
 
 
+def _score(v, where: str) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x):
+        raise DataError(f"score at {where} is not a number", f"found {str(v)[:40]!r}",
+                        "fill in a numeric similarity score or remove that row")
+    return x
+
+
 def _text_str(v, where: str) -> str:
     if isinstance(v, float) and math.isnan(v):
         v = None
@@ -127,9 +139,34 @@ def _finish(texts, pairs, raw_labels, label_names, source, split, where) -> Text
     )
 
 
-def read_sst(path: Path, split: str, label_names) -> TextDataset:
+def read_plain(path: Path, split: str, lines: list[str] | None = None) -> TextDataset:
+    """Unlabelled text: one sentence per line, or ``text<TAB>pair`` per line (every line alike)."""
+    rows = [(n, line.removesuffix("\r")) for n, line in enumerate(lines or _read_text(path).split("\n"), 1)]
+    rows = [(n, line) for n, line in rows if line.strip()]
+    if not rows:
+        raise DataError(f"text file {path} has no lines with text", "",
+                        "pass a file with one sentence per line")
+    tabbed = [n for n, line in rows if "\t" in line]
+    if tabbed and len(tabbed) != len(rows):
+        plain = next(n for n, line in rows if "\t" not in line)
+        raise DataError(f"mixed single/pair lines in {path}", f"line {tabbed[0]} has a tab (a pair), line "
+                        f"{plain} has none", "write every line as text<TAB>pair, or none")
+    texts, pairs = [], [] if tabbed else None
+    for n, line in rows:
+        a, _, b = line.partition("\t")
+        texts.append(_text_str(a, f"{path}:{n}"))
+        if pairs is not None:
+            pairs.append(_text_str(b, f"{path}:{n} second text"))
+    return TextDataset(texts, pairs, [-1] * len(texts), [], str(path), split)
+
+
+def read_sst(path: Path, split: str, label_names, labels_required: bool = True) -> TextDataset:
     texts, raw = [], []
-    for n, line in enumerate(_read_text(path).split("\n"), 1):
+    lines = _read_text(path).split("\n")
+    first = next((line.removesuffix("\r") for line in lines if line.strip()), "")
+    if not labels_required and _SST_LINE.fullmatch(first) is None:
+        return read_plain(path, split, lines)  # plain sentences: unlabelled text for pruning
+    for n, line in enumerate(lines, 1):
         line = line.removesuffix("\r")
         if not line.strip():
             continue  # blank lines carry no row
@@ -170,6 +207,7 @@ def _from_columns(
     label_names,
     row_where=None,
     labels_required: bool = True,
+    scores: bool = False,
 ) -> TextDataset:
     columns = list(cols)
     pair_col = text_pair_column
@@ -184,7 +222,8 @@ def _from_columns(
     if not labels_required and label_column is None and not any(c in cols for c in LABEL_DEFAULTS):
         lcol = None  # unlabelled rows (e.g. --select): the caller labels them with the model
     else:
-        lcol = _pick(columns, label_column, LABEL_DEFAULTS, "label", "--label-column", path)
+        lcol = _pick(columns, label_column, SCORE_DEFAULTS if scores else LABEL_DEFAULTS, "score" if scores
+                     else "label", "--label-column", path)
     where = row_where or (lambda i: f"{path} row {i + 1}")
     texts = [_text_str(v, f"{where(i)} column {tcol!r}") for i, v in enumerate(cols[tcol])]
     pairs = None
@@ -205,6 +244,9 @@ def _from_columns(
         if not texts:
             raise DataError(f"dataset {path} has no rows", "", "pass a file with rows")
         return TextDataset(texts, pairs, [-1] * len(texts), [], str(path), split)
+    if scores:
+        vals = [_score(v, f"{where(i)} column {lcol!r}") for i, v in enumerate(cols[lcol])]
+        return TextDataset(texts, pairs, [-1] * len(texts), [], str(path), split, scores=vals)
     raw = [_label_str(v, f"{where(i)} column {lcol!r}") for i, v in enumerate(cols[lcol])]
     return _finish(texts, pairs, raw, label_names, str(path), split, path)
 

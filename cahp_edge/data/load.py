@@ -53,13 +53,16 @@ def load_dataset(
     label_column: str | None = None,
     label_names: list[str] | None = None,
     labels: bool = True,
+    scores: bool = False,
 ) -> TextDataset:
     """Read a labelled dataset from a file, a folder (``split`` picks the file) or a hub name.
 
     ``label_names``: when the raw labels are integer ids 0..n-1 they are renamed in this order;
     otherwise it fixes the label order and every raw label must be one of them.
     ``labels=False``: a table without a label column is read as unlabelled rows (``ds.labelled`` is
-    False, labels are -1) instead of being refused.
+    False, labels are -1) instead of being refused; a ``.txt`` file without ``__label__`` prefixes is read
+    as plain text (one sentence, or ``text<TAB>pair``, per line).
+    ``scores=True``: the label column holds graded similarity (STS): floats in ``ds.scores``.
     """
 
     kw = dict(
@@ -70,6 +73,8 @@ def load_dataset(
     )
     if not labels:
         kw["labels_required"] = False
+    if scores:
+        kw["scores"] = True
     path = Path(spec).expanduser()
     if not path.exists():
         if (
@@ -100,7 +105,10 @@ def load_dataset(
                 "",
                 "drop --text-column/--label-column, or convert it to csv",
             )
-        return fmt.read_sst(path, split, label_names)
+        if scores:
+            raise DataError(f"{path} is a txt file and has no score column", "",
+                            "pass a tsv/csv/jsonl file with sentence1, sentence2 and score columns")
+        return fmt.read_sst(path, split, label_names, labels_required=labels)
     if suffix in (".tsv", ".csv"):
         return fmt.read_delimited(path, split, "\t" if suffix == ".tsv" else ",", **kw)
     if suffix in (".jsonl", ".json"):

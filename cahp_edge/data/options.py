@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from cahp_edge.options import StageOptions, opt
+
+TaskName = Literal["auto", "sequence-classification", "sentence-embedding", "token-classification"]
 
 
 class DataOptions(StageOptions):
     """How training data becomes calibration / selection splits and batches (seeded, stratified)."""
 
+    task: TaskName = opt("auto", "What the model does; auto: read from the checkpoint (cahp_edge.tasks).")
     text_column: str | None = opt(None, "Text column (csv/tsv/jsonl/parquet).")
     text_pair_column: str | None = opt(None, "Second text column (pair tasks).")
     label_column: str | None = opt(None, "Label column.")

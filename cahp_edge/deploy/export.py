@@ -45,8 +45,9 @@ class ParityReport:
     atol: float
     max_abs_diff: float
     n_examples: int
-    argmax_agree: float  # fraction of examples whose argmax matches PyTorch
+    argmax_agree: float  # fraction of examples whose argmax (every token's, for taggers) matches PyTorch
     mismatches: list[str] = field(default_factory=list)
+    min_cosine: float | None = None  # embeddings: the lowest cosine between ONNX and PyTorch rows
 
     @property
     def ok(self) -> bool:
@@ -152,23 +153,42 @@ def ort_logits(sess, batches) -> list[np.ndarray]:
     return [sess.run(None, {k: v for k, v in b.items() if k in names})[0].astype(np.float32) for b in batches]
 
 
-def compare(ref: list[np.ndarray], got: list[np.ndarray], atol: float, label: str) -> ParityReport:
-    """Collect every row whose logits differ by more than atol or whose argmax flips."""
+COSINE_TOL = 1e-5  # embeddings: a row whose cosine to PyTorch's is below 1 - this is a mismatch
+
+
+def cosines(r: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """(B,) cosine between matching rows of two (B, D) arrays."""
+    r, g = r.astype(np.float64), g.astype(np.float64)
+    den = np.linalg.norm(r, axis=-1) * np.linalg.norm(g, axis=-1)
+    return (r * g).sum(-1) / np.maximum(den, 1e-30)
+
+
+def compare(ref: list[np.ndarray], got: list[np.ndarray], atol: float, label: str,
+            task: str = "sequence-classification") -> ParityReport:
+    """Collect every row whose output differs by more than atol, or whose argmax flips (classifiers, every
+    token for taggers), or whose cosine to PyTorch falls below 1 - COSINE_TOL (embeddings)."""
     mismatches, worst, agree, n = [], 0.0, 0, 0
+    min_cos = None
     for bi, (r, g) in enumerate(zip(ref, got, strict=True)):
         if r.shape != g.shape:
             mismatches.append(f"batch {bi}: shape {g.shape} != torch {r.shape}")
             continue
-        diff = np.abs(r - g).max(axis=-1)
-        same = r.argmax(-1) == g.argmax(-1)
+        diff = np.abs(r - g).reshape(len(r), -1).max(axis=-1) if r.size else np.zeros(len(r))
+        if task == "sentence-embedding":
+            cos = cosines(r, g)
+            min_cos = float(cos.min()) if min_cos is None else min(min_cos, float(cos.min()))
+            same = cos >= 1 - COSINE_TOL
+        else:
+            same = (r.argmax(-1) == g.argmax(-1)).reshape(len(r), -1).all(-1)
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
         agree += int(same.sum())
         n += len(same)
         for row in range(len(diff)):
             if diff[row] > atol or not same[row]:
                 mismatches.append(f"batch {bi} row {row}: max|diff|={diff[row]:.2e}"
-                                  + ("" if same[row] else " argmax differs"))
-    return ParityReport(atol, worst, n, agree / max(1, n), mismatches)
+                                  + ("" if same[row] else " cosine below tolerance"
+                                     if task == "sentence-embedding" else " argmax differs"))
+    return ParityReport(atol, worst, n, agree / max(1, n), mismatches, min_cos)
 
 
 def raise_if_mismatch(rep: ParityReport, label: str) -> None:
@@ -267,15 +287,19 @@ def export_onnx(model, out: Path, *, opset: int = 17, tokenizer=None, sentences=
     names = list(adapter.export_inputs)
     batches = batches or example_batches(model, adapter, tokenizer, sentences)
     heads = adapter.heads_per_layer(model)
+    from cahp_edge.model.task_ops import task_of
+
+    task = task_of(model)
     with atomic_dir(Path(out), overwrite=overwrite) as tmp:
-        _export_file(model, names, tmp / ONNX_FILE, opset)
+        _export_file(model, names, tmp / ONNX_FILE, opset, task.onnx_output)
         ref = torch_logits(model, batches)
-        rep = compare(ref, ort_logits(session(tmp / ONNX_FILE), batches), adapter.onnx_atol, "export")
+        rep = compare(ref, ort_logits(session(tmp / ONNX_FILE), batches), adapter.onnx_atol, "export",
+                      task.name)
         raise_if_mismatch(rep, "exported ONNX model")
         save_reference(tmp / PARITY_FILE, batches, ref)
         write_side_files(tmp, model, tokenizer)
         meta = {"format": "cahp-onnx/1", "stage": "export", "opset": opset, "inputs": names,
-                "outputs": ["logits"],
+                "outputs": [task.onnx_output], "task": task.name,
                 "heads_per_layer": heads, "head_size": adapter.head_size(model.config),
                 "neurons_per_layer": adapter.neurons_per_layer(model),
                 "model_type": model.config.model_type,
@@ -287,7 +311,7 @@ def export_onnx(model, out: Path, *, opset: int = 17, tokenizer=None, sentences=
 export = export_onnx  # stage name used by the pipeline
 
 
-def _export_file(model, names: list[str], path: Path, opset: int) -> None:
+def _export_file(model, names: list[str], path: Path, opset: int, output: str = "logits") -> None:
     import warnings
 
     import torch
@@ -297,13 +321,15 @@ def _export_file(model, names: list[str], path: Path, opset: int) -> None:
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                "token_type_ids": torch.zeros_like(ids)}
     args = tuple(example[n] for n in names)
-    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names} | {"logits": {0: "batch_size"}}
+    out_axes = {0: "batch_size", 1: "sequence_length"} if output == "logits" and _per_token(model) else \
+        {0: "batch_size"}
+    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names} | {output: out_axes}
     big = sum(p.numel() * p.element_size() for p in model.parameters()) > TWO_GB
     try:
         with warnings.catch_warnings(), torch.inference_mode(False):
             warnings.simplefilter("ignore")
             torch.onnx.export(_Logits.wrap(model, names), args, str(path), input_names=names,
-                              output_names=["logits"], dynamic_axes=axes, opset_version=opset,
+                              output_names=[output], dynamic_axes=axes, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
     except OSError as e:  # disk full, permissions, name too long: the output's fault, not the opset's
         from cahp_edge.fsutil import _disk_error
@@ -327,9 +353,25 @@ def _export_file(model, names: list[str], path: Path, opset: int) -> None:
                   location=path.name + ".data")
 
 
+def _per_token(model) -> bool:
+    from cahp_edge.model.task_ops import task_of
+
+    return task_of(model).output_rank == 3
+
+
 def write_side_files(folder: Path, model, tokenizer) -> None:
-    """config.json (source model_type, label maps) and tokenizer files, as ORTModel* expects."""
+    """config.json (source model_type, label maps), tokenizer files (as ORTModel* expects) and, for
+    embedding models, the pooling the graph computes."""
+    if hasattr(model, "pooling"):
+        from cahp_edge.model.embedder import write_pooling
+
+        write_pooling(folder, model.pooling)
     cfg = model.config
+    from cahp_edge.model.task_ops import task_of
+
+    task = task_of(model).name
+    if task != "sequence-classification":  # the torch-free runner reads the task from config.json
+        cfg.cahp_task = task
     if not getattr(cfg, "id2label", None):
         cfg.id2label = {i: f"LABEL_{i}" for i in range(cfg.num_labels)}
         cfg.label2id = {v: k for k, v in cfg.id2label.items()}

@@ -40,7 +40,7 @@ from cahp_edge.fsutil import atomic_dir
 
 SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model",
-              "added_tokens.json", "chat_template.jinja", PARITY_FILE)
+              "added_tokens.json", "chat_template.jinja", PARITY_FILE, "cahp_pooling.json")
 
 
 @dataclass
@@ -253,7 +253,8 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
             if not problems:
                 opt_path = Path(td) / "opt.onnx"
                 save_onnx(candidate, opt_path)
-                parity = compare(ref, ort_logits(session(opt_path), batches), atol, "optimize")
+                parity = compare(ref, ort_logits(session(opt_path), batches), atol, "optimize",
+                                 meta.get("task", "sequence-classification"))
                 if not parity.ok:
                     problems.append(f"fused graph fails parity ({len(parity.mismatches)} mismatches, "
                                     f"max |diff| {parity.max_abs_diff:.2e})")
@@ -268,7 +269,8 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
                          check_ffn_fusion(model, ffn_widths, meta.get("neurons_per_layer"))]
         if not fused:
             candidate = load_onnx(src_dir / ONNX_FILE)
-            parity = compare(ref, ort_logits(session(src_dir / ONNX_FILE), batches), atol, "optimize")
+            parity = compare(ref, ort_logits(session(src_dir / ONNX_FILE), batches), atol, "optimize",
+                                 meta.get("task", "sequence-classification"))
         per_layer = []
         it = iter(h for _, h, _ in fused_nodes)
         for h in heads:

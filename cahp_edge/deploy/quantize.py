@@ -114,18 +114,26 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
         q_logits = ort_logits(session(qpath), sel.batches)
         acc = {}
         kept: list[str] = []
-        if sel.labels is not None:
+        task = meta.get("task", "sequence-classification")
+        # embeddings have no labels to score: the gate is their agreement with the fp32 graph (mean cosine)
+        gated = sel.labels is not None or (task == "sentence-embedding" and select is not None)
+        if gated:
+            def score(lg):
+                if sel.labels is not None:
+                    return accuracy(lg, sel.labels)
+                return agreement(fp32_logits, lg, task)
+
             budget = float(target.budgets.max_accuracy_drop)
-            a32 = accuracy(fp32_logits, sel.labels)
-            aq = accuracy(q_logits, sel.labels)
+            a32, aq = score(fp32_logits), score(q_logits)
             if a32 - aq > budget and recipe.mode in ("dynamic", "static"):
                 qpath, q_logits, kept = _fallback(src / ONNX_FILE, td, recipe, exclude, cal, sel, fp32_logits,
-                                                  a32, budget, progress, pad_id)
-                aq = accuracy(q_logits, sel.labels)
+                                                  a32, budget, progress, pad_id, score, task)
+                aq = score(q_logits)
                 warnings.append(f"accuracy gate: kept {len(kept)} node(s) in fp32 to stay within "
-                                f"{budget:.3f} accuracy drop")
-            acc = {"fp32": a32, "quantized": aq, "drop": a32 - aq, "budget": budget, "examples": len(sel)}
-        agree = agreement(fp32_logits, q_logits)
+                                f"{budget:.3f} {'accuracy' if sel.labels is not None else 'cosine'} drop")
+            acc = {"fp32": a32, "quantized": aq, "drop": a32 - aq, "budget": budget, "examples": len(sel),
+                   "measure": "accuracy" if sel.labels is not None else "mean cosine to the fp32 graph"}
+        agree = agreement(fp32_logits, q_logits, task)
         qmodel = load_onnx(qpath)
         n_q = quantized_matmul_count(qmodel)
         with atomic_dir(Path(out), overwrite=overwrite) as tmp:
@@ -151,7 +159,7 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
 
 
 def _fallback(fp32_path: Path, td: Path, recipe, exclude: list[str], cal, sel: Examples,
-              fp32_logits, a32: float, budget: float, progress, pad_id: int):
+              fp32_logits, a32: float, budget: float, progress, pad_id: int, score, task: str):
     """Keep the most sensitive nodes in fp32, greedily, until the accuracy drop fits the budget.
 
     Sensitivity of a node = how many selection examples agree with fp32 when only that node is kept
@@ -166,7 +174,8 @@ def _fallback(fp32_path: Path, td: Path, recipe, exclude: list[str], cal, sel: E
             progress(i, 2 * len(candidates))
         p, _ = run_quantizer(fp32_path, td / "rank.onnx", recipe, [*exclude, node], cal, td, pad_id)
         lg = ort_logits(session(p), rank.batches)
-        scores.append((agreement(rank_ref, lg), accuracy(lg, rank.labels), node))
+        scores.append((agreement(rank_ref, lg, task),
+                       accuracy(lg, rank.labels) if rank.labels is not None else 0.0, node))
         p.unlink()
     scores.sort(key=lambda s: (-s[0], -s[1]))
     kept: list[str] = []
@@ -176,7 +185,7 @@ def _fallback(fp32_path: Path, td: Path, recipe, exclude: list[str], cal, sel: E
         kept.append(node)
         p, _ = run_quantizer(fp32_path, td / f"g{i}.onnx", recipe, [*exclude, *kept], cal, td, pad_id)
         lg = ort_logits(session(p), sel.batches)
-        if a32 - accuracy(lg, sel.labels) <= budget:
+        if a32 - score(lg) <= budget:
             return p, lg, kept
         p.unlink()
     # every node in fp32: nothing left to quantize, which the budget always accepts

@@ -125,7 +125,7 @@ def examples_from(data, folder: Path, names: list[str], batch_size: int = 32,
         if "token_type_ids" in names and "token_type_ids" not in batch:
             batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
         batches.append(batch)
-    labels = getattr(data, "labels", None)
+    labels = getattr(data, "labels", None) if getattr(data, "labelled", True) else None  # -1 placeholders
     return Examples(batches, None if labels is None else np.asarray([labels[i] for i in order]))
 
 
@@ -134,9 +134,16 @@ def accuracy(logits: list[np.ndarray], labels: np.ndarray) -> float:
     return float((pred == labels[: len(pred)]).mean()) if len(pred) else 0.0
 
 
-def agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    pa = np.concatenate([x.argmax(-1) for x in a])
-    pb = np.concatenate([x.argmax(-1) for x in b])
+def agreement(a: list[np.ndarray], b: list[np.ndarray], task: str = "sequence-classification") -> float:
+    """How far two models' outputs agree: argmax agreement (every position's, for token logits), or the
+    mean cosine between matching rows for sentence embeddings."""
+    if task == "sentence-embedding":
+        from cahp_edge.deploy.export import cosines
+
+        c = np.concatenate([cosines(x, y) for x, y in zip(a, b, strict=True)]) if a else np.ones(0)
+        return float(c.mean()) if len(c) else 1.0
+    pa = np.concatenate([x.argmax(-1).ravel() for x in a])
+    pb = np.concatenate([x.argmax(-1).ravel() for x in b])
     return float((pa == pb).mean()) if len(pa) else 1.0
 
 

@@ -97,3 +97,35 @@ def pseudo_label(
     preds = logits.argmax(-1).tolist()  # (N,) model ids
     return TextDataset(list(ds.texts), None if ds.pairs is None else list(ds.pairs), preds, names,
                        ds.source, ds.split)
+
+
+def embed_texts(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 64):
+    """(N, D) embeddings of ``texts`` from a sentence-embedding model (cahp_edge.model.embedder)."""
+    from cahp_edge.data.dataset import TextDataset
+
+    ds = TextDataset(list(texts), None, [-1] * len(texts), [])
+    return predict_logits(model, encode(tokenizer, ds, max_length=max_length, batch_size=batch_size))
+
+
+def sts_spearman(model, tokenizer, ds: TextDataset, max_length: int = 128, batch_size: int = 64) -> float:
+    """Spearman correlation (scipy) of cosine(text, pair) with the gold scores: the STS-B metric.
+    Each side is embedded on its own, as the device runner does."""
+    import torch.nn.functional as F
+    from scipy.stats import spearmanr
+
+    if ds.pairs is None or ds.scores is None:
+        raise DataError(f"{ds.source} has no graded pairs", "STS scoring needs text, text_pair and score",
+                        "pass a file with sentence1, sentence2 and score columns")
+    a = embed_texts(model, tokenizer, ds.texts, max_length, batch_size)
+    b = embed_texts(model, tokenizer, ds.pairs, max_length, batch_size)
+    cos = F.cosine_similarity(a.double(), b.double(), dim=-1)
+    return float(spearmanr(cos.numpy(), ds.scores).statistic)
+
+
+def embedding_agreement(model, dense, tokenizer, texts: list[str], max_length: int = 128) -> float:
+    """Mean cosine between ``model``'s and the ``dense`` model's embedding of each text."""
+    import torch.nn.functional as F
+
+    a = embed_texts(model, tokenizer, texts, max_length)
+    b = embed_texts(dense, tokenizer, texts, max_length)
+    return float(F.cosine_similarity(a.double(), b.double(), dim=-1).mean())

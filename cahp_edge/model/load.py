@@ -17,7 +17,9 @@ from pathlib import Path
 from cahp_edge.arch import Adapter, get_adapter
 from cahp_edge.errors import ModelError, PlanError
 from cahp_edge.fsutil import atomic_dir, sha256_file
+from cahp_edge.model.task_ops import task_of
 from cahp_edge.plan import HeadPlan
+from cahp_edge.tasks import Task, detect_task, get_task
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json", "pruned_model.safetensors")
@@ -35,6 +37,8 @@ class LoadedModel:
     source_hash: str  # sha256 over the checkpoint's config + weights (the source, for pruned dirs)
     heads_per_layer: list[int]
     pruned: bool = False
+    task: str = "sequence-classification"  # cahp_edge.tasks name
+    notes: tuple[str, ...] = ()  # defaults the loader chose and the user should be told (e.g. pooling)
 
 
 def index_shards(path: Path) -> list[str]:
@@ -193,9 +197,31 @@ def load_tokenizer(path: Path, required: bool = True):
                          "copy the tokenizer files from the original checkpoint") from e
 
 
+def resolve_task(path: Path, cfg: dict, task: str | None, require: bool) -> Task | None:
+    """The checkpoint's task (cahp_edge.tasks.detect_task), or ``task`` when given. ``require``: a model
+    that says nothing (a bare encoder) is refused with the two ways forward."""
+    found = detect_task(path, cfg)
+    if task is not None:
+        want = get_task(task)
+        if found is not None and found.labelled and want.name != found.name:
+            raise ModelError(f"{path} is a {found.name} model, not {want.name}",
+                             f"config.json architectures={cfg.get('architectures')}",
+                             f"pass --task {found.name}, or fine-tune a base encoder for {want.name}")
+        return want
+    if found is None and require:
+        archs = cfg.get("architectures") or []
+        raise ModelError(f"{path} is not a fine-tuned model for a known task (architectures={archs})",
+                         "pruning needs a classifier, a token classifier or a sentence-embedding model",
+                         "fine-tune it first (cahp-edge finetune --model ... --data ...), or pass "
+                         "--task sentence-embedding to prune it as an embedding model")
+    return found
+
+
 def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: bool = False,
-               require_tokenizer: bool = True, require_classifier: bool = False) -> LoadedModel:
-    """Load a dense or cahp-pruned sequence classifier with eager attention, in eval mode."""
+               require_tokenizer: bool = True, require_classifier: bool = False,
+               task: str | None = None) -> LoadedModel:
+    """Load a dense or cahp-pruned model for its task (a sequence classifier when nothing says otherwise)
+    with eager attention, in eval mode. ``require_classifier``: refuse a bare encoder with no task."""
     path = resolve_model_dir(model)
     cfg = read_config_dict(path)
     adapter = get_adapter(_config_like(cfg))
@@ -203,35 +229,46 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
 
         lm = load_pruned(path, require_tokenizer=require_tokenizer)
         check_vocab(lm.tokenizer, lm.model.config, path)
+        if task is not None and task != lm.task:
+            raise ModelError(f"{path} was pruned as a {lm.task} model, not {task}", "",
+                             f"pass --task {lm.task}, or prune the dense model for {task}")
         return lm
     check_weights(path, trust_pickle)
-    archs = cfg.get("architectures") or []
-    if require_classifier and not any("ForSequenceClassification" in a for a in archs):
-        raise ModelError(f"{path} is not a fine-tuned sequence classifier (architectures={archs})",
-                         "pruning needs a model trained on the task",
-                         "fine-tune it first: cahp-edge finetune --model ... --data ...")
-    from transformers import AutoModelForSequenceClassification
+    found = resolve_task(path, cfg, task, require_classifier)
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     kwargs = {"attn_implementation": "eager"}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
+    cls = {"sentence-embedding": AutoModel, "token-classification": AutoModelForTokenClassification}.get(
+        found.name if found else "", AutoModelForSequenceClassification)
+    if cls is AutoModel:
+        kwargs.pop("num_labels", None)
     try:
-        m, info = AutoModelForSequenceClassification.from_pretrained(
+        m, info = cls.from_pretrained(
             str(path), use_safetensors=not trust_pickle or None, output_loading_info=True, **kwargs)
     except Exception as e:
         raise ModelError(f"could not load the checkpoint in {path}", f"{type(e).__name__}: {str(e)[:300]}",
                          "check that the folder is a complete save_pretrained() checkpoint") from e
     # transformers re-initialises missing weights with a warning only; a missing encoder weight is a
     # damaged checkpoint (a missing classifier/pooler is a base encoder about to be fine-tuned)
-    prefix = f"{m.base_model_prefix}."
-    lost = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix) and ".pooler." not in k)
+    prefix = "" if cls is AutoModel else f"{m.base_model_prefix}."
+    lost = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix) and "pooler." not in k)
     if lost:
         raise ModelError(f"the checkpoint in {path} lacks {len(lost)} encoder weight(s)", f"e.g. {lost[0]}",
                          "re-copy or re-download the complete checkpoint")
+    notes: tuple[str, ...] = ()
+    if cls is AutoModel:
+        from cahp_edge.model.embedder import DEFAULT_NOTE, DEFAULT_POOLING, SentenceEmbedder, read_pooling
+
+        pooling = read_pooling(path)
+        notes = () if pooling is not None else (DEFAULT_NOTE,)
+        m = SentenceEmbedder(m, pooling or DEFAULT_POOLING)
     m.eval()
     tok = load_tokenizer(path, required=require_tokenizer)
     check_vocab(tok, m.config, path)
-    return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m))
+    return LoadedModel(m, tok, adapter, path, checkpoint_hash(path), adapter.heads_per_layer(m),
+                       task=found.name if found else "sequence-classification", notes=notes)
 
 
 def check_vocab(tok, config, path: Path) -> None:
@@ -283,7 +320,11 @@ def save_pruned(model, plan: HeadPlan, out: Path, tokenizer=None, source_hash: s
         save_model(model, str(tmp / PRUNED_WEIGHTS))
         meta = plan.to_dict()
         meta.update({"source_hash": source_hash, "model_type": model.config.model_type,
-                     "weights": PRUNED_WEIGHTS})
+                     "weights": PRUNED_WEIGHTS, "task": task_of(model).name})
+        if hasattr(model, "pooling"):
+            from cahp_edge.model.embedder import write_pooling
+
+            write_pooling(tmp, model.pooling)
         (tmp / HEADS_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
@@ -303,7 +344,12 @@ def pruned_skeleton(path: Path):
     """(model, adapter, plan, meta): the pruned architecture from config.json + cahp_heads.json, with
     random weights. A release folder has both files, so its shape can be inspected without a checkpoint."""
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
 
     from cahp_edge.model.reshape import reshape
 
@@ -315,7 +361,16 @@ def pruned_skeleton(path: Path):
                          "re-copy the folder") from e
     adapter = get_adapter(config)
     torch.manual_seed(0)  # random init (overwritten when weights are loaded); seeded so runs repeat
-    skeleton = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    task = meta.get("task", "sequence-classification")
+    if task == "sentence-embedding":
+        from cahp_edge.model.embedder import DEFAULT_POOLING, SentenceEmbedder, read_pooling
+
+        skeleton = SentenceEmbedder(AutoModel.from_config(config, attn_implementation="eager"),
+                                    read_pooling(path) or DEFAULT_POOLING)
+    else:
+        cls = AutoModelForTokenClassification if task == "token-classification" else \
+            AutoModelForSequenceClassification
+        skeleton = cls.from_config(config, attn_implementation="eager")
     return reshape(skeleton, plan, adapter, copy_model=False), adapter, plan, meta
 
 
@@ -339,4 +394,4 @@ def load_pruned(path: str | Path, require_tokenizer: bool = False) -> LoadedMode
     model.eval()
     tok = load_tokenizer(path, required=require_tokenizer)
     return LoadedModel(model, tok, adapter, path, meta.get("source_hash", ""), plan.heads_per_layer,
-                       pruned=True)
+                       pruned=True, task=meta.get("task", "sequence-classification"))

@@ -51,3 +51,4 @@ def from_dataset(tokenizer, ds, max_length: int = 128, batch_size: int = 32) -> 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+

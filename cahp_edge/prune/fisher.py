@@ -12,11 +12,11 @@ example is the Fisher's definition and costs the same pass.)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cahp_edge.arch import Adapter
 from cahp_edge.model.mask import NeuronMask
+from cahp_edge.model.task_ops import ops_for
 from cahp_edge.prune.batches import Batches, model_inputs
 from cahp_edge.prune.salience import _ExampleMask, masks_only
 
@@ -42,6 +42,7 @@ def unit_fisher(model: nn.Module, adapter: Adapter, batches: Batches,
     """((L, H) head Fisher, (L, I) neuron Fisher) of the dense model on ``batches``; loss against the
     gold labels, or ``targets`` (one label tensor per batch, e.g. the dense model's own predictions)."""
     dev = next(model.parameters()).device
+    ops = ops_for(model)
     with masks_only(model), _ExampleMask(model, adapter) as hm, _ExampleNeuronMask(model, adapter) as nm:
         h_tot = torch.zeros_like(hm.values)
         n_tot = torch.zeros_like(nm.values)
@@ -52,7 +53,7 @@ def unit_fisher(model: nn.Module, adapter: Adapter, batches: Batches,
             bs = int(y.shape[0])
             hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
             nm.example = torch.ones(bs, *nm.values.shape, device=dev, requires_grad=True)
-            loss = F.cross_entropy(model(**model_inputs(b)).logits, y, reduction="sum")
+            loss = ops.loss(model(**model_inputs(b)).logits, y)
             gh, gn = torch.autograd.grad(loss, (hm.example, nm.example))  # (B, L, H), (B, L, I)
             h_tot += gh.pow(2).sum(0)
             n_tot += gn.pow(2).sum(0)

@@ -12,11 +12,11 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cahp_edge.arch import Adapter
 from cahp_edge.model.mask import HeadMask
+from cahp_edge.model.task_ops import ops_for
 from cahp_edge.prune.batches import Batches, model_inputs
 
 
@@ -82,6 +82,7 @@ def head_salience(
     if kind not in SALIENCE_KINDS:
         raise ValueError(f"unknown salience kind {kind!r}")
     dev = _device(model)
+    ops = ops_for(model)
     cls = _ExampleMask if kind == "fisher" else HeadMask
     with masks_only(model), cls(model, adapter, values=mask, requires_grad=kind == "abs") as hm:
         total = torch.zeros_like(hm.values, requires_grad=False)
@@ -92,13 +93,11 @@ def head_salience(
             bs = int(y.shape[0])
             if kind == "fisher":
                 hm.example = torch.ones(bs, *hm.values.shape, device=dev, requires_grad=True)
-                logits = model(**model_inputs(b)).logits
-                loss = F.cross_entropy(logits, y, reduction="sum")
+                loss = ops.loss(model(**model_inputs(b)).logits, y)
                 (g,) = torch.autograd.grad(loss, hm.example)  # (B, L, H): per-example gradients
                 total += g.pow(2).sum(0)
             else:
-                logits = model(**model_inputs(b)).logits
-                loss = F.cross_entropy(logits, y)
+                loss = ops.loss(model(**model_inputs(b)).logits, y) / bs  # the batch's mean loss
                 (g,) = torch.autograd.grad(loss, hm.values)
                 total += g.abs() * bs
             n += bs
@@ -113,28 +112,36 @@ def head_salience(
 
 @torch.no_grad()
 def dense_predictions(model: nn.Module, batches: Batches) -> list[torch.Tensor]:
-    """The unmasked model's argmax label per example, one tensor per batch."""
+    """The unmasked model's own target per batch (argmax label, or the embedding: model.task_ops)."""
     dev = _device(model)
-    return [
-        model(**model_inputs({k: v.to(dev) for k, v in b.items()})).logits.argmax(-1).cpu() for b in batches
-    ]
+    target = ops_for(model).target
+    return [target(model(**model_inputs({k: v.to(dev) for k, v in b.items()})).logits).cpu() for b in batches]
+
+
+def with_dense_targets(model: nn.Module, batches: Batches) -> Batches:
+    """``batches`` with each ``labels`` replaced by the dense model's own target (its argmax label, or its
+    (B, D) embedding: cahp_edge.model.task_ops): what label-free selection scores agreement against."""
+    targets = dense_predictions(model, batches)
+    return Batches([{**b, "labels": t} for b, t in zip(batches, targets, strict=True)])
 
 
 @torch.no_grad()
 def masked_outcomes(
     model: nn.Module, adapter: Adapter, batches: Batches, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, float]:
-    """((N,) bool correct per example in ``batches`` order, mean cross-entropy) with ``mask`` applied."""
+    """((N,) score per example in ``batches`` order, mean loss) with ``mask`` applied. The score is 1/0
+    (correct or not) for classifiers, the cosine to the target for embeddings (model.task_ops)."""
     dev = _device(model)
+    ops = ops_for(model)
     correct, loss, n = [], 0.0, 0
     with HeadMask(model, adapter, values=mask):
         for batch in batches:
             b = {k: v.to(dev) for k, v in batch.items()}
             logits = model(**model_inputs(b)).logits
-            correct.append((logits.argmax(-1) == b["labels"]).cpu())
-            loss += float(F.cross_entropy(logits, b["labels"], reduction="sum"))
+            correct.append(ops.score(logits, b["labels"]).cpu())
+            loss += float(ops.loss(logits, b["labels"]))
             n += int(b["labels"].shape[0])
-    return (torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)), loss / max(1, n)
+    return (torch.cat(correct) if correct else torch.zeros(0)), loss / max(1, n)
 
 
 def masked_eval(
@@ -146,8 +153,10 @@ def masked_eval(
 
 
 def accuracy_of(correct: torch.Tensor) -> float:
-    """Exact fraction of True in an (N,) bool tensor (0.0 when empty)."""
-    return int(correct.sum()) / max(1, len(correct))
+    """Mean of an (N,) per-example score: the exact fraction correct for 1/0 scores (0.0 when empty)."""
+    if correct.dtype == torch.bool or bool(((correct == 0) | (correct == 1)).all()):
+        return int(correct.sum()) / max(1, len(correct))
+    return float(correct.double().sum()) / max(1, len(correct))
 
 
 def masked_accuracy(

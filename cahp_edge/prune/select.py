@@ -81,7 +81,7 @@ def score_rivals(model, adapter, data: SelectionData, options: PruneOptions, k: 
     """Each rival method at the same head count on the same selection examples as the chosen plan:
     accuracy, and the exact McNemar test of the pair (so a user never ships a worse plan because of
     the default method without being told)."""
-    from cahp_edge.prune.paired import mcnemar
+    from cahp_edge.prune.paired import _test_name, mcnemar, p_value
 
     ours, _ = masked_outcomes(model, adapter, data.select, chosen)
     out = []
@@ -94,7 +94,7 @@ def score_rivals(model, adapter, data: SelectionData, options: PruneOptions, k: 
         test = mcnemar(ours, theirs)
         out.append({"method": name, "heads": k, "selection_accuracy": accuracy_of(theirs),
                     "chosen_accuracy": accuracy_of(ours), "only_chosen": test["only_reference"],
-                    "only_rival": test["only_this"], "mcnemar_p": test["mcnemar_p"],
+                    "only_rival": test["only_this"], "mcnemar_p": p_value(test), "test": _test_name(test),
                     "seconds": round(time.perf_counter() - t0, 2)})
     tick("rival methods", len(rivals), len(rivals))
     return out

@@ -227,7 +227,7 @@ def _rivals(joint: _Joint, data: SelectionData, names: list[str], budget: float,
             ours: torch.Tensor, tick) -> list[dict]:
     """Each rival joint method at the same budget, scored like the chosen plan on the same selection
     rows (same importance, same accuracy kind), with the exact McNemar test of the pair."""
-    from cahp_edge.prune.paired import mcnemar
+    from cahp_edge.prune.paired import _test_name, mcnemar, p_value
 
     o, out = joint.options, []
     for i, name in enumerate(names):
@@ -242,7 +242,8 @@ def _rivals(joint: _Joint, data: SelectionData, names: list[str], budget: float,
                     "at": f"the same cost ({chosen.cost:.4g} {joint.cost.unit})",
                     "selection_accuracy": accuracy_of(theirs), "chosen_accuracy": accuracy_of(ours),
                     "only_chosen": test["only_reference"], "only_rival": test["only_this"],
-                    "mcnemar_p": test["mcnemar_p"], "seconds": round(time.perf_counter() - t0, 2)})
+                    "mcnemar_p": p_value(test), "test": _test_name(test),
+                    "seconds": round(time.perf_counter() - t0, 2)})
     tick("rival methods", len(names), len(names))
     return out
 

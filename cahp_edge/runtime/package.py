@@ -4,7 +4,8 @@ Layout (what `cahp-edge build` writes and the runner reads)::
 
     model.onnx | model.ort   the graph (model.onnx wins when both exist, unless --format ort)
     tokenizer.json           Hugging Face `tokenizers` file
-    config.json              needs id2label; pad_token_id is used for padding when present
+    config.json              needs id2label (classifiers); pad_token_id is used for padding when present;
+                             ``cahp_task`` names the task (sequence-classification when absent)
     eval.jsonl | eval.tsv    optional evaluation data (format below)
     target.json              optional: the target profile (threads, execution_providers, benchmark)
     SHA256SUMS               optional: "<sha256>  <relative path>" lines, checked before anything runs
@@ -12,7 +13,8 @@ Layout (what `cahp-edge build` writes and the runner reads)::
 Eval data: ``eval.jsonl`` has one object per line, ``{"label": 0, "text": "...", "text_pair": "..."}``
 (``text_pair`` only for sentence-pair tasks); ``label`` is an integer id of config.json's id2label or
 one of its names. ``eval.tsv`` has a header row ``label<TAB>text`` (or ``label<TAB>text<TAB>text_pair``)
-and no quoting: for text that holds tabs or newlines use jsonl.
+and no quoting: for text that holds tabs or newlines use jsonl. Sentence-embedding packages score pairs
+instead: ``{"text": "...", "text_pair": "...", "score": 4.2}`` (graded similarity, STS-style).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class EvalData:
     labels: list[int]
     source: str
     sha256: str
+    scores: list[float] | None = None  # embedding packages: graded similarity of each pair
 
 
 @dataclass
@@ -49,6 +52,11 @@ class Package:
     target: dict | None
     eval_file: Path | None
     checksums_verified: int  # how many files SHA256SUMS listed and we checked (0 when absent)
+    task: str = "sequence-classification"
+
+    @property
+    def embeds(self) -> bool:
+        return self.task == "sentence-embedding"
 
 
 def sha256_file(path: Path) -> str:
@@ -116,7 +124,10 @@ def open_package(root: Path, fmt: str | None = None, data: Path | None = None) -
         id2label = {int(k): str(v) for k, v in raw.items()}
     except (ValueError, AttributeError):
         id2label = {}
-    if not id2label or sorted(id2label) != list(range(len(id2label))):
+    task = str(config.get("cahp_task") or "sequence-classification")
+    if task == "sentence-embedding":
+        id2label = {}  # an embedding model has no labels (config's default LABEL_0/1 mean nothing)
+    elif not id2label or sorted(id2label) != list(range(len(id2label))):
         raise RunnerError("package", f"{root / 'config.json'} has no usable id2label",
                           f"id2label={raw!r}", "export the model from a fine-tuned classifier")
     pad = config.get("pad_token_id")
@@ -128,7 +139,7 @@ def open_package(root: Path, fmt: str | None = None, data: Path | None = None) -
         raise RunnerError("data", f"eval data {eval_file} not found", "no such file",
                           "pass an existing --data file (eval.jsonl or eval.tsv)")
     return Package(root, model, root / "tokenizer.json", id2label, pad if isinstance(pad, int) else None,
-                   maxpos if isinstance(maxpos, int) else None, target, eval_file, verified)
+                   maxpos if isinstance(maxpos, int) else None, target, eval_file, verified, task)
 
 
 def _label_id(v, id2label: dict[int, str], where: str) -> int:
@@ -146,8 +157,21 @@ def _label_id(v, id2label: dict[int, str], where: str) -> int:
                       "write label ids of config.json's id2label (or its names)")
 
 
-def load_eval(path: Path, id2label: dict[int, str], limit: int | None = None) -> EvalData:
-    texts, pairs, labels = [], [], []
+def _score(v, where: str) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if x != x or x in (float("inf"), float("-inf")):
+        raise RunnerError("data", f"{where}: score {v!r} is not a number", "",
+                          'write {"text": "...", "text_pair": "...", "score": 3.5} per line')
+    return x
+
+
+def load_eval(path: Path, id2label: dict[int, str], limit: int | None = None,
+              scored: bool = False) -> EvalData:
+    """Labelled rows for classifiers; ``scored``: text pairs with a graded ``score`` (embeddings)."""
+    texts, pairs, labels, scores = [], [], [], []
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -183,6 +207,9 @@ def load_eval(path: Path, id2label: dict[int, str], limit: int | None = None) ->
     if not records:
         raise RunnerError("data", f"eval data {path} is empty", "", "pass a file with at least one example")
     is_pair = "text_pair" in records[0][1]
+    if scored and not is_pair:
+        raise RunnerError("data", f"{path} has no text_pair", "an embedding model is scored on graded pairs",
+                          'write {"text": "...", "text_pair": "...", "score": 3.5} per line')
     for n, rec in records[: limit or None]:
         if ("text_pair" in rec) != is_pair:
             raise RunnerError("data", f"{path}:{n}: text_pair present on some rows only", "",
@@ -190,5 +217,9 @@ def load_eval(path: Path, id2label: dict[int, str], limit: int | None = None) ->
         texts.append(str(rec["text"]))
         if is_pair:
             pairs.append(str(rec["text_pair"]))
-        labels.append(_label_id(rec.get("label"), id2label, f"{path}:{n}"))
-    return EvalData(texts, pairs if is_pair else None, labels, str(path), sha256_file(path))
+        if scored:
+            scores.append(_score(rec.get("score"), f"{path}:{n}"))
+        else:
+            labels.append(_label_id(rec.get("label"), id2label, f"{path}:{n}"))
+    return EvalData(texts, pairs if is_pair else None, labels, str(path), sha256_file(path),
+                    scores if scored else None)

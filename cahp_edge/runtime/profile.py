@@ -21,6 +21,7 @@ import numpy as np
 
 from . import EVAL_BATCH_SIZE, SCHEMA, RunnerError
 from .package import load_eval, open_package, sha256_file
+from .similarity import pair_cosines, spearman
 from .sysinfo import current_rss_mb, peak_rss_mb, system_info
 from .tokenize import encode, length_sorted_batches, load_tokenizer, pad_id_of, synthetic_batch
 
@@ -129,6 +130,37 @@ def _top_operators(profile_file: str, top: int = 10) -> list[dict]:
             for op, (us, n) in rows]
 
 
+def _outputs(sess, enc, batch_size: int) -> np.ndarray:
+    """The graph's output for every encoded row, in row order (length-sorted batches)."""
+    res = None
+    for idx, b_ids, b_mask, b_types in length_sorted_batches(enc, batch_size):
+        out = _run(sess, _feeds(sess, b_ids, b_mask, b_types))[0]  # (B, C) logits or (B, D) embeddings
+        if res is None:
+            res = np.zeros((len(enc.ids), out.shape[-1]), dtype=np.float32)
+        res[idx] = out
+    return res
+
+
+def _embedding_quality(pkg, s, sess, tok, pad, cfg) -> dict:
+    """Spearman x cosine on graded pairs: each side embedded on its own, as a search index would."""
+    data = load_eval(pkg.eval_file, pkg.id2label, s.limit, scored=True)
+    t0 = time.perf_counter()
+    a = _outputs(sess, encode(tok, data.texts, None, pad), cfg["eval_batch_size"])  # (N, D)
+    b = _outputs(sess, encode(tok, data.pairs, None, pad), cfg["eval_batch_size"])
+    secs = time.perf_counter() - t0
+    cos = pair_cosines(a, b)
+    rho = spearman(cos, data.scores)
+    res = {"metric": "spearman", "accuracy": round(rho, 6), "spearman": round(rho, 6), "n": len(cos),
+           "eval_file": data.source, "eval_sha256": data.sha256, "seconds": round(secs, 3),
+           "max_length": cfg["seq_len"], "embedding_dim": int(a.shape[-1]),
+           "batching": f"length-sorted batches of {cfg['eval_batch_size']}, each padded to its longest row; "
+                       "text and text_pair embedded separately"}
+    if s.logits_out is not None:
+        np.save(s.logits_out, np.concatenate([a, b]))  # (2N, D): texts then pairs
+        res["logits_file"] = str(s.logits_out)
+    return res
+
+
 def _pct(a: np.ndarray, q: float) -> float:
     return round(float(np.percentile(a, q)), 4)
 
@@ -214,16 +246,13 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     result["memory"] = {"rss_before_load_mb": round(rss_start, 2), "peak_rss_mb": round(peak_rss_mb(), 2)}
 
     result["accuracy"] = None
-    if pkg.eval_file is not None:
+    if pkg.eval_file is not None and pkg.embeds:
+        result["accuracy"] = _embedding_quality(pkg, s, sess, tok, pad, cfg)
+    elif pkg.eval_file is not None:
         data = load_eval(pkg.eval_file, pkg.id2label, s.limit)
         enc = encode(tok, data.texts, data.pairs, pad)
-        logits = None
         t0 = time.perf_counter()
-        for idx, b_ids, b_mask, b_types in length_sorted_batches(enc, cfg["eval_batch_size"]):
-            out = _run(sess, _feeds(sess, b_ids, b_mask, b_types))[0]  # (B, num_labels)
-            if logits is None:
-                logits = np.zeros((len(enc.ids), out.shape[-1]), dtype=np.float32)
-            logits[idx] = out
+        logits = _outputs(sess, enc, cfg["eval_batch_size"])  # (N, num_labels)
         secs = time.perf_counter() - t0
         pred = logits.argmax(-1)
         correct = int((pred == np.asarray(data.labels)).sum())

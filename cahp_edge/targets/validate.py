@@ -138,23 +138,30 @@ def _model_file(path: Path) -> tuple[Path, Path]:
     raise UsageError(f"{path} not found", "no such file or folder", "pass an existing package or model")
 
 
-def _runner_reads(data: Path, id2label: dict) -> bool:
-    """True when the device-side runner reads ``data`` as it is (eval.jsonl / eval.tsv format)."""
+def _runner_reads(data: Path, id2label: dict, scored: bool = False) -> bool:
+    """True when the device-side runner reads ``data`` as it is (eval.jsonl / eval.tsv format);
+    ``scored``: as graded pairs (embedding models)."""
     from cahp_edge.runtime import RunnerError
     from cahp_edge.runtime.package import load_eval
 
     if data.suffix not in (".jsonl", ".tsv"):
         return False
     try:
-        load_eval(data, {int(k): v for k, v in id2label.items()})
+        load_eval(data, {int(k): v for k, v in id2label.items()}, scored=scored)
     except (RunnerError, ValueError):
         return False
     return True
 
 
-def _write_eval(data: Path, id2label: dict, dest: Path) -> None:
+def _write_eval(data: Path, id2label: dict, dest: Path, scored: bool = False) -> None:
     from cahp_edge.data import align_labels, load_dataset
 
+    if scored:
+        ds = load_dataset(data, scores=True)
+        with open(dest, "w", encoding="utf-8") as f:
+            for t, p, s in zip(ds.texts, ds.pairs or [None] * len(ds), ds.scores, strict=True):
+                f.write(json.dumps({"score": s, "text": t, "text_pair": p}, ensure_ascii=False) + "\n")
+        return
     ds = align_labels(load_dataset(data), id2label)
     with open(dest, "w", encoding="utf-8") as f:
         for i, (t, y) in enumerate(zip(ds.texts, ds.labels, strict=True)):
@@ -186,15 +193,18 @@ def stage_package(model: Path, target: Target, data: Path | None, dest: Path, co
         link((folder / n).resolve(), dest / n)
     if data is not None:
         try:
-            id2label = json.loads((folder / "config.json").read_text())["id2label"]
+            config = json.loads((folder / "config.json").read_text())
+            # an embedding model has no labels: its eval rows are graded pairs
+            id2label = {} if config.get("cahp_task") == "sentence-embedding" else config["id2label"]
         except (OSError, ValueError, KeyError) as e:
             raise PackageError(f"{folder / 'config.json'} has no id2label", str(e),
                                "export the model from a fine-tuned classifier") from None
+        scored = config.get("cahp_task") == "sentence-embedding"  # graded pairs, not labels
         data = Path(data)
-        if _runner_reads(data, id2label):  # the device's own format: scored exactly as shipped, byte for byte
+        if _runner_reads(data, id2label, scored):  # the device's own format: scored exactly as shipped
             link(data.resolve(), dest / ("eval.tsv" if data.suffix == ".tsv" else "eval.jsonl"))
         else:  # any other format the data loader reads (pairs included) becomes the runner's eval.jsonl
-            _write_eval(data, id2label, dest / "eval.jsonl")
+            _write_eval(data, id2label, dest / "eval.jsonl", scored)
     elif packaged_eval:
         for n in EVAL_NAMES:
             if (folder / n).is_file():

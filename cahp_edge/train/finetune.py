@@ -45,10 +45,12 @@ def _as_dataset(d, split: str | None = None) -> TextDataset:
     return d if isinstance(d, TextDataset) else load_dataset(d, split)
 
 
-def load_base(model: str | Path, label_names: list[str], is_pair: bool, seed: int):
-    """Base encoder + fresh classifier head (seeded) for these labels, and its tokenizer."""
+def load_base(model: str | Path, label_names: list[str], is_pair: bool, seed: int,
+              auto_class: str = "AutoModelForSequenceClassification"):
+    """Base encoder + fresh head (seeded) for these labels, and its tokenizer. ``auto_class`` is the
+    task's transformers class (cahp_edge.tasks), e.g. AutoModelForTokenClassification."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+    import transformers
 
     from cahp_edge.arch import get_adapter
     from cahp_edge.model.load import (
@@ -78,7 +80,7 @@ def load_base(model: str | Path, label_names: list[str], is_pair: bool, seed: in
     id2label = dict(enumerate(label_names))
     torch.manual_seed(seed)  # the new classifier's init
     try:
-        m = AutoModelForSequenceClassification.from_pretrained(
+        m = getattr(transformers, auto_class).from_pretrained(
             str(path),
             num_labels=len(label_names),
             id2label=id2label,

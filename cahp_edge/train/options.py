@@ -41,10 +41,13 @@ class ReconstructOptions(StageOptions):
     reconstruct_damp: float = opt(0.01, "Ridge damping of the re-fit, relative to the mean input energy.",
                                   ge=0.0, le=10.0)
 
-    def resolved(self, prunes_neurons: bool) -> Self:
-        """These options with "auto" replaced by what runs for a plan of this kind (docs/cahp.md)."""
+    def resolved(self, prunes_neurons: bool, label_free: bool = False) -> Self:
+        """These options with "auto" replaced by what runs for a plan of this kind (docs/cahp.md).
+        ``label_free``: a task recovered without labels (embeddings): the re-fit to the dense model."""
         if self.recover_method != "auto":
             return self
+        if label_free:
+            return self.model_copy(update={"recover_method": "reconstruct"})
         method = "finetune"
         if prunes_neurons:
             import torch  # only here: options stay torch-free for the CLI

@@ -123,7 +123,12 @@ def recover_dir(
             "pass the pruned folder, or use `cahp-edge finetune` for a dense model",
         )
     plan, _meta = read_heads_file(lm.path)
-    rec = (rec or ReconstructOptions()).resolved(plan.prunes_neurons)
+    label_free = lm.task == "sentence-embedding"
+    rec = (rec or ReconstructOptions()).resolved(plan.prunes_neurons, label_free=label_free)
+    if rec.finetunes and label_free:
+        raise UsageError(f"--recover-method {rec.recover_method} fine-tunes on labels",
+                         "an embedding model is recovered without labels, by the re-fit to the dense model",
+                         "pass --recover-method reconstruct (the default for embedding models)")
     if rec.reconstructs and dense is None:
         raise UsageError(f"--recover-method {rec.recover_method} needs the dense model",
                          "the re-fit matches the dense model's layer outputs",
