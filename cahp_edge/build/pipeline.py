@@ -123,6 +123,7 @@ class Source:
     eval: str | None
     select: str | None = None
     select_unlabelled: bool = False  # --select rows have no labels: the dense model labels them
+    train_unlabelled: bool = False  # --data rows have no labels (plain text): the dense model labels them
 
 
 def with_task(opts: BuildOptions) -> BuildOptions:
@@ -143,10 +144,13 @@ def inspect_source(opts: BuildOptions) -> Source:
     cfg = read_config_dict(d)
     tok = sha256_tree(d, ("tokenizer*", "vocab*", "special_tokens_map.json", "merges.txt", "*.model"))
     id2label = {} if st.embeds(opts) else cfg.get("id2label") or {}
-    _, _, sel = st.load_data(opts, id2label)  # fail now (DataError) when labels disagree, before any stage
+    label_free = st.embeds(opts) or st.tags(opts)  # these score agreement inside prune, no labelling stage
+    # fail now (DataError) when labels disagree, before any stage
+    train, _, sel = st.load_data(opts, id2label)
     return Source(d, checkpoint_hash(d), tok, id2label, _input_hash(opts.data), _input_hash(opts.eval),
                   _input_hash(opts.select),
-                  select_unlabelled=sel is not None and not sel.labelled and not st.embeds(opts))
+                  select_unlabelled=sel is not None and not sel.labelled and not label_free,
+                  train_unlabelled=not train.labelled and not label_free)
 
 
 def build(opts: BuildOptions, force: bool = False, events: Events | None = None) -> BuildResult:
@@ -216,10 +220,14 @@ def build_locked(
     data_in = {"train": src.train, "eval": src.eval, "select": src.select, "labels": src.id2label,
                **data_o.cache_key(), "eval_limit": valid_o.eval_limit}
     user_opts = opts  # what the manifest records, whatever the stages below are handed
-    if src.select_unlabelled:
-        lab = run("label-select", {**base, **data_in}, lambda a: st.label_select(a, src.model_dir, opts,
-                  src.id2label), _label_select_line)
-        opts = opts.model_copy(update={"select": str(lab.path / "select.jsonl")})
+    # unlabelled rows (plain text) are labelled by the dense model first: selection, calibration and the
+    # int8 gate then measure agreement with it, which is what pruning must preserve
+    for which, unlabelled in (("select", src.select_unlabelled), ("data", src.train_unlabelled)):
+        if unlabelled:
+            lab = run(f"label-{which}", {**base, **data_in, "which": which},
+                      lambda a, w=which, o=opts: st.label_rows(a, src.model_dir, o, src.id2label, w),
+                      _label_select_line)
+            opts = opts.model_copy(update={which: str(lab.path / f"{which}.jsonl")})
     data = run("data", data_in, lambda a: st.write_eval(a, opts, src.id2label, src.model_dir), _data_line)
     check = run("check", {**base, **data_in}, lambda a: st.check(a, src.model_dir, opts, src.id2label),
                 _check_line)
@@ -329,8 +337,9 @@ def build_locked(
                 "tokenizer_sha256": src.tokenizer,
             },
             data_files={
-                "train": opts.data,
+                "train": user_opts.data,
                 "train_sha256": src.train,
+                **({"train_labels": "dense model predictions"} if src.train_unlabelled else {}),
                 "eval": opts.eval,
                 "eval_sha256": src.eval,
                 **({"select": user_opts.select, "select_sha256": src.select,
@@ -389,6 +398,8 @@ def _data_line(s: dict) -> str:
 
 
 def _check_line(s: dict) -> str:
+    if "entity_f1" in s:  # token classifiers: entity F1 of the dense model (seqeval)
+        return f"dense entity F1 {100 * s['entity_f1']:.2f} on {s['eval']}"
     if "spearman" in s:  # embedding models: the dense quality, recorded (no majority class to beat)
         notes = "".join(f"; note: {n}" for n in s.get("notes") or [])
         return f"dense STS Spearman {100 * s['spearman']:.2f} on {s['eval']}{notes}"
@@ -458,7 +469,8 @@ def _quantize_line(s: dict) -> str:
     if s.get("quantized_matmuls") is not None:
         parts.append(f"{s['quantized_matmuls']} int8 MatMuls")
     if s.get("agreement") is not None:
-        what = "mean cosine to fp32" if "cosine" in str((s.get("accuracy") or {}).get("measure")) else \
+        measure = str((s.get("accuracy") or {}).get("measure"))
+        what = "mean cosine to fp32" if "cosine" in measure else "tag agreement" if "tag" in measure else \
             "argmax agreement"
         parts.append(f"{what} {s['agreement']:.3f}")
     if s.get("fp32_nodes"):

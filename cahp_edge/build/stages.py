@@ -40,6 +40,10 @@ def embeds(opts) -> bool:
     return opts.task == "sentence-embedding"
 
 
+def tags(opts) -> bool:
+    return opts.task == "token-classification"
+
+
 def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
     """Training, evaluation and (optional) selection datasets with labels aligned to the model's.
 
@@ -51,6 +55,10 @@ def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
     cols = dict(
         text_column=opts.text_column, text_pair_column=opts.text_pair_column, label_column=opts.label_column
     )
+    if tags(opts):
+        from cahp_edge.build import tagged_data
+
+        return tagged_data.load(opts, id2label)
     if embeds(opts):
         from cahp_edge.data.unlabelled import sentences
 
@@ -67,30 +75,31 @@ def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
                             "pass --eval with sentence1, sentence2 and score columns (e.g. STS-B dev.tsv)")
         sel = sentences(load_dataset(opts.select, "train", **unl, labels=False)) if opts.select else None
         return train, ev, sel
-    train = align_labels(load_dataset(opts.data, "train", **cols), id2label)
+    # training rows may come without labels too (plain text): label_rows() labels them with the dense model
+    train = align_labels(load_dataset(opts.data, "train", **cols, labels=False), id2label)
     ev = align_labels(load_dataset(opts.eval, "dev", **cols), id2label) if opts.eval else None
-    # selection rows may come without labels: label_select() labels them with the dense model first
+    # selection rows may come without labels: label_rows() labels them with the dense model first
     sel = None
     if opts.select:
         sel = align_labels(load_dataset(opts.select, "train", **cols, labels=False), id2label)
     return train, ev, sel
 
 
-def label_select(art: Path, model_dir: Path, opts, id2label: dict) -> dict:
-    """Unlabelled --select rows, labelled with the dense model's predictions, as select.jsonl (the columns
-    the build reads, so downstream stages load it like any labelled file)."""
+def label_rows(art: Path, model_dir: Path, opts, id2label: dict, which: str = "select") -> dict:
+    """Unlabelled --select (or --data) rows, labelled with the dense model's predictions, as
+    ``{which}.jsonl`` (the columns the build reads, so downstream stages load it like any labelled file)."""
     from cahp_edge.data import check_task, load_dataset
     from cahp_edge.model.evaluate import pseudo_label
     from cahp_edge.model.load import load_model
 
     lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True)
     cols = dict(text_column=opts.text_column, text_pair_column=opts.text_pair_column, label_column=None)
-    raw = load_dataset(opts.select, "train", **cols, labels=False)
+    raw = load_dataset(getattr(opts, which), "train", **cols, labels=False)
     check_task(raw, lm.model.config)
     ds = pseudo_label(lm.model, lm.tokenizer, raw, opts.max_length, opts.batch_size)
     keys = (opts.text_column or "text", opts.text_pair_column or "text_pair", opts.label_column or "label")
     art.mkdir()
-    with open(art / "select.jsonl", "w", encoding="utf-8") as f:
+    with open(art / f"{which}.jsonl", "w", encoding="utf-8") as f:
         for i, (text, label) in enumerate(zip(ds.texts, ds.labels, strict=True)):
             row = {keys[2]: ds.label_names[label], keys[0]: text}
             if ds.pairs is not None:
@@ -103,14 +112,19 @@ def splits(opts, id2label: dict):
     from cahp_edge.data import make_splits
 
     train, ev, sel = load_data(opts, id2label)
-    sp = make_splits(
-        train,
-        ev,
-        calib_size=min(opts.calib_size, max(1, len(train) - 1)),
-        select_size=opts.select_size,
-        seed=opts.seed,
-        select_ds=sel,
-    )
+    if tags(opts):
+        from cahp_edge.build import tagged_data
+
+        sp = tagged_data.splits(train, ev, opts.calib_size, opts.select_size, opts.seed, sel)
+    else:
+        sp = make_splits(
+            train,
+            ev,
+            calib_size=min(opts.calib_size, max(1, len(train) - 1)),
+            select_size=opts.select_size,
+            seed=opts.seed,
+            select_ds=sel,
+        )
     if opts.eval_limit:
         sp.eval = sp.eval.subset(range(min(opts.eval_limit, len(sp.eval))))
         sp.sources["eval"] += f", first {len(sp.eval)} rows"
@@ -131,19 +145,31 @@ def selects_on_finetuning_data(opts, model_dir: Path) -> bool:
         return False
 
 
+def _eval_rows(opts, ev, id2label: dict) -> tuple[list[dict], list[str]]:
+    """(rows of the runner's eval.jsonl, the model's label names) for the build's task: a label per text
+    (classifiers), a graded pair (embeddings), or words with gold tags (taggers)."""
+    if tags(opts):
+        from cahp_edge.build.tagged_data import eval_rows
+
+        return eval_rows(ev), [str(id2label[k]) for k in sorted(id2label, key=int)]
+    rows = []
+    for i, (text, label) in enumerate(zip(ev.texts, ev.labels, strict=True)):
+        row = {"score": ev.scores[i]} if embeds(opts) else {"label": ev.label_names[label]}
+        row["text"] = text
+        if ev.pairs is not None:
+            row["text_pair"] = ev.pairs[i]
+        rows.append(row)
+    return rows, ev.label_names
+
+
 def write_eval(art: Path, opts, id2label: dict, model_dir: Path | None = None) -> dict:
     """The evaluation split in the device-side runner's format (eval.jsonl), shipped in every package."""
     sp = splits(opts, id2label)
     art.mkdir()
-    names = sp.eval.label_names  # the model's label names, so the runner and validate map them back
     notes = []
+    rows, names = _eval_rows(opts, sp.eval, id2label)
     with open(art / "eval.jsonl", "w", encoding="utf-8") as f:
-        for i, (text, label) in enumerate(zip(sp.eval.texts, sp.eval.labels, strict=True)):
-            # embeddings: graded pairs (the runner's scored format); classifiers: a label per row
-            row = {"score": sp.eval.scores[i]} if embeds(opts) else {"label": names[label]}
-            row["text"] = text
-            if sp.eval.pairs is not None:
-                row["text_pair"] = sp.eval.pairs[i]
+        for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     if embeds(opts):
         from cahp_edge.data import load_dataset
@@ -187,6 +213,18 @@ def check(art: Path, model_dir: Path, opts, id2label: dict) -> dict:
 
     lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True, task=opts.task)
     sp = splits(opts, id2label)
+    if tags(opts):  # entity F1 of the dense tagger, recorded (no majority class for spans)
+        from cahp_edge.data.tagged import encode_tagged
+        from cahp_edge.model.tagging import entity_scores, predict_tags
+
+        l2i = {str(v): int(k) for k, v in lm.model.config.id2label.items()}
+        pred = predict_tags(lm.model, encode_tagged(lm.tokenizer, sp.eval, l2i, opts.max_length,
+                                                    opts.batch_size), lm.model.config.id2label)
+        doc = {"weak": False, "entity_f1": entity_scores(sp.eval.tags, pred)["f1"],
+               "eval": sp.sources["eval"]}
+        art.mkdir()
+        write_json(art / "check.json", doc)
+        return doc
     if embeds(opts):  # no majority class to beat: the dense quality is recorded, never judged weak
         from cahp_edge.model.evaluate import sts_spearman
 
@@ -261,16 +299,27 @@ def prune(
 
     lm = load_model(model_dir, trust_pickle=opts.trust_pickle, require_classifier=True, task=opts.task)
     sp = splits(opts, id2label)
-    if not embeds(opts):
-        check_task(sp.calib, lm.model.config)
-    sel = SelectionData(
-        from_dataset(lm.tokenizer, sp.calib, opts.max_length, opts.batch_size),
-        from_dataset(lm.tokenizer, sp.select, opts.max_length, opts.batch_size),
-    )
-    if embeds(opts):  # no labels: every row's target is the dense model's own embedding
+    if tags(opts):
+        from cahp_edge.data.tagged import encode_tagged
+        from cahp_edge.prune.batches import Batches
+
+        l2i = {str(v): int(k) for k, v in lm.model.config.id2label.items()}
+
+        def batches(ds):
+            return Batches(encode_tagged(lm.tokenizer, ds, l2i, opts.max_length, opts.batch_size))
+    else:
+        if not embeds(opts):
+            check_task(sp.calib, lm.model.config)
+
+        def batches(ds):
+            return from_dataset(lm.tokenizer, ds, opts.max_length, opts.batch_size)
+    sel = SelectionData(batches(sp.calib), batches(sp.select))
+    if embeds(opts) or not sp.calib.labelled or not sp.select.labelled:
+        # no labels: every row's target is the dense model's own output (its embedding, or its tags)
         from cahp_edge.prune.salience import with_dense_targets
 
-        sel = SelectionData(with_dense_targets(lm.model, sel.calib), with_dense_targets(lm.model, sel.select))
+        sel = SelectionData(*(b if ds.labelled and not embeds(opts) else with_dense_targets(lm.model, b)
+                              for ds, b in ((sp.calib, sel.calib), (sp.select, sel.select))))
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
     unit_cost = None
@@ -333,6 +382,10 @@ def recover(
     from cahp_edge.train.recover import recover_dir
 
     train, _, _ = load_data(opts, id2label)
+    if tags(opts):  # the re-fit needs activations on text only: the sentences, words joined
+        from cahp_edge.build.tagged_data import as_text
+
+        train = as_text(train)
     res = recover_dir(
         pruned_dir,
         train,
@@ -397,8 +450,8 @@ def quantize(
         model=onnx_dir,
         target=target,
         out=art,
-        calib=sp.calib,
-        select=sp.select,
+        calib=_as_text(opts, sp.calib),
+        select=_as_text(opts, sp.select),
         calib_size=qo.quant_calib_size,
     )
     size = (q.onnx_path.stat().st_size / 2**20) if q.onnx_path.is_file() else None
@@ -413,6 +466,15 @@ def quantize(
         "warnings": q.warnings,
         "ort": q.ort_path is not None,
     }
+
+
+def _as_text(opts, ds):
+    """Tagged sentences as plain text for the int8 stage (its gate compares tags with the fp32 graph)."""
+    if not tags(opts):
+        return ds
+    from cahp_edge.build.tagged_data import as_text
+
+    return as_text(ds)
 
 
 def bench_target(target, opts):

@@ -115,14 +115,17 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
         acc = {}
         kept: list[str] = []
         task = meta.get("task", "sequence-classification")
-        # embeddings have no labels to score: the gate is their agreement with the fp32 graph (mean cosine)
-        gated = sel.labels is not None or (task == "sentence-embedding" and select is not None)
+        # embeddings and taggers are gated on agreement with the fp32 graph (mean cosine; every position's
+        # argmax): their selection rows carry no per-row class label
+        gated = sel.labels is not None or (task != "sequence-classification" and select is not None)
         if gated:
             def score(lg):
                 if sel.labels is not None:
                     return accuracy(lg, sel.labels)
                 return agreement(fp32_logits, lg, task)
 
+            measure = "accuracy" if sel.labels is not None else "mean cosine to the fp32 graph" \
+                if task == "sentence-embedding" else "tag agreement with the fp32 graph"
             budget = float(target.budgets.max_accuracy_drop)
             a32, aq = score(fp32_logits), score(q_logits)
             if a32 - aq > budget and recipe.mode in ("dynamic", "static"):
@@ -130,9 +133,9 @@ def quantize(model, target, out: Path, *, calib=None, select=None, calib_size: i
                                                   a32, budget, progress, pad_id, score, task)
                 aq = score(q_logits)
                 warnings.append(f"accuracy gate: kept {len(kept)} node(s) in fp32 to stay within "
-                                f"{budget:.3f} {'accuracy' if sel.labels is not None else 'cosine'} drop")
+                                f"{budget:.3f} {measure} drop")
             acc = {"fp32": a32, "quantized": aq, "drop": a32 - aq, "budget": budget, "examples": len(sel),
-                   "measure": "accuracy" if sel.labels is not None else "mean cosine to the fp32 graph"}
+                   "measure": measure}
         agree = agreement(fp32_logits, q_logits, task)
         qmodel = load_onnx(qpath)
         n_q = quantized_matmul_count(qmodel)

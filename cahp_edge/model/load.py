@@ -225,6 +225,7 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
     path = resolve_model_dir(model)
     cfg = read_config_dict(path)
     adapter = get_adapter(_config_like(cfg))
+    task = None if task == "auto" else task  # auto: what the checkpoint says
     if (path / HEADS_FILE).is_file():
 
         lm = load_pruned(path, require_tokenizer=require_tokenizer)
@@ -234,6 +235,8 @@ def load_model(model: str | Path, num_labels: int | None = None, trust_pickle: b
                              f"pass --task {lm.task}, or prune the dense model for {task}")
         return lm
     check_weights(path, trust_pickle)
+    if task is None and num_labels is not None:  # a head of this size is asked for: a classifier to train
+        task = "sequence-classification"
     found = resolve_task(path, cfg, task, require_classifier)
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 

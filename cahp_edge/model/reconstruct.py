@@ -63,7 +63,7 @@ class ReconstructReport:
 
 
 def _inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def _sublayers(adapter: Adapter, layer: nn.Module):

@@ -49,6 +49,10 @@ def from_dataset(tokenizer, ds, max_length: int = 128, batch_size: int = 32) -> 
     return Batches(encode(tokenizer, ds, max_length=max_length, batch_size=batch_size))
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+    """The encoder's inputs only (batches also carry labels, row indices and, for taggers, word maps)."""
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
 

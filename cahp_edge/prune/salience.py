@@ -122,6 +122,9 @@ def with_dense_targets(model: nn.Module, batches: Batches) -> Batches:
     """``batches`` with each ``labels`` replaced by the dense model's own target (its argmax label, or its
     (B, D) embedding: cahp_edge.model.task_ops): what label-free selection scores agreement against."""
     targets = dense_predictions(model, batches)
+    # taggers: only each word's first sub-token is scored (the rest are ignored, like gold tags)
+    targets = [t.masked_fill(~b["first"].cpu(), -100) if "first" in b else t
+               for b, t in zip(batches, targets, strict=True)]
     return Batches([{**b, "labels": t} for b, t in zip(batches, targets, strict=True)])
 
 

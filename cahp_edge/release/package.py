@@ -612,6 +612,9 @@ def smoke_run(pkg: Path, timeout_s: float = 300.0) -> dict[str, Any]:
                            "check that the package's model and tokenizer belong together; rebuild it")
     try:
         r = json.loads(proc.stdout)
+        from cahp_edge.targets.validate import score_entities
+
+        score_entities(r, pkg)  # taggers: entity F1 from the runner's tags (seqeval, here on the host)
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
         out = {"ok": bool(r.get("ok")), "runner": r.get("schema"), "p50_ms": lat.get("p50_ms"),
                "accuracy": acc.get("accuracy"), "n": acc.get("n"),

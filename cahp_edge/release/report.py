@@ -81,6 +81,17 @@ def _metric_rows(metrics: dict[str, dict]) -> list[list[str]]:
 METRIC_HEAD = ["model", "accuracy", "p50 ms", "p90 ms", "p99 ms", "size MB", "peak RSS MB"]
 
 
+def task_of(ctx: ReportContext):
+    """The release's task record (cahp_edge.tasks), from the build options its manifest records."""
+    from cahp_edge.tasks import TASKS
+
+    return TASKS.get(str((ctx.manifest.get("options") or {}).get("task")), TASKS["sequence-classification"])
+
+
+def metric_head(ctx: ReportContext) -> list[str]:
+    return [METRIC_HEAD[0], task_of(ctx).metric, *METRIC_HEAD[2:]]
+
+
 def _budget_rows(verdict: dict) -> list[list[str]]:
     word = {"pass": "pass", "fail": "FAIL", "skip": "not checked"}
     return [
@@ -118,7 +129,7 @@ def model_card(ctx: ReportContext) -> str:
     lines = [
         f"# Model card: {src.get('name') or src.get('model', 'model')} for {t.name}",
         "",
-        f"A CAHP head-pruned, quantized sequence classifier built by cahp-edge {m.get('cahp_edge', '')} "
+        f"A CAHP-pruned, quantized {task_of(ctx).name} model built by cahp-edge {m.get('cahp_edge', '')} "
         f"for **{t.name}** ({t.description}).",
         "",
         "## What was done",
@@ -139,17 +150,17 @@ def model_card(ctx: ReportContext) -> str:
         "",
         "## Results (measured on the build host with the target's settings)",
         "",
-        _md_table(METRIC_HEAD, _metric_rows(ctx.metrics)),
+        _md_table(metric_head(ctx), _metric_rows(ctx.metrics)),
         "",
         *_measured_lines(ctx),
         f"## Budgets: {ctx.verdict.get('status', '?')}",
         "",
         _md_table(["budget", "value", "limit", "verdict", "why"], _budget_rows(ctx.verdict)),
         "",
-        *_running_lines(t, ctx.example, ctx.max_length),
+        *_running_lines(t, ctx.example, ctx.max_length, task_of(ctx).name),
         "## Limitations",
         "",
-        "- Accuracy is measured on the evaluation split named above only.",
+        f"- The {task_of(ctx).metric_label} is measured on the evaluation split named above only.",
         "- Pruning removes attention heads; speedups are bounded by the attention share of the FLOPs."
         if plan.get("kept_neurons") is None else
         "- Pruning removes attention heads and FFN neurons; the ideal speedup is MAC-proportional at the "
@@ -183,17 +194,30 @@ def _measured_lines(ctx: ReportContext) -> list[str]:
         out.append(where + ("." if same else f", not on a {ctx.target.name} device: its latency is not the "
                                             "device's; measure there with the runner below."))
     if shipped.get("eval_batching"):
-        out.append(f"Accuracy on {shipped.get('eval_examples')} examples in {shipped['eval_batching']} "
+        out.append(f"{task_of(ctx).metric_label[:1].upper()}{task_of(ctx).metric_label[1:]} on "
+                   f"{shipped.get('eval_examples')} examples in {shipped['eval_batching']} "
                    "(the runner's and run.py's default; int8 logits change slightly with batching).")
     return [" ".join(out), ""] if out else []
 
 
-def _running_lines(t, example: dict, seq_len: int) -> list[str]:
+# the last lines of the runnable example, per task: what one input's output means
+_RUN = "sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})[0][0]"
+_OUTPUT_CODE = {
+    "sequence-classification": f"""logits = {_RUN}  # (num_labels,)
+print(id2label[str(int(logits.argmax()))])""",
+    "sentence-embedding": f"""vec = {_RUN}  # (dim,)
+print(vec.shape, float(np.linalg.norm(vec)))  # pooled (and normalised) inside the graph""",
+    "token-classification": f"""logits = {_RUN}  # (T, tags)
+print([(enc.tokens[j], id2label[str(int(k))]) for j, k in enumerate(logits.argmax(-1))])""",
+}
+
+
+def _running_lines(t, example: dict, seq_len: int, task: str = "sequence-classification") -> list[str]:
     """A complete, runnable example (tokenize, run, map the label) with the settings measured above.
 
     Everything it needs is in the release; tests execute it against a built release.
     """
-    text = example.get("text", "an example sentence")
+    text = example.get("text") or " ".join(example.get("tokens") or []) or "an example sentence"
     pair = example.get("text_pair")
     threads = f"so.intra_op_num_threads = {t.threads}\n" if t.threads else ""
     disabled = list(t.disabled_optimizers)
@@ -208,7 +232,7 @@ from tokenizers import Tokenizer
 tok = Tokenizer.from_file("tokenizer.json")
 tok.no_padding()
 tok.enable_truncation(max_length={seq_len})
-id2label = json.load(open("config.json"))["id2label"]
+id2label = json.load(open("config.json")).get("id2label")
 
 so = ort.SessionOptions()
 {threads}providers = [p for p in {list(t.execution_providers)!r} if p in ort.get_available_providers()]
@@ -218,8 +242,7 @@ enc = {enc}
 feeds = {{"input_ids": np.array([enc.ids], dtype=np.int64),  # (1, T)
          "attention_mask": np.array([enc.attention_mask], dtype=np.int64),
          "token_type_ids": np.array([enc.type_ids], dtype=np.int64)}}
-logits = sess.run(None, {{i.name: feeds[i.name] for i in sess.get_inputs()}})[0][0]  # (num_labels,)
-print(id2label[str(int(logits.argmax()))])"""
+""" + _OUTPUT_CODE[task]
     lines = ["## Running it", "",
              "Everything below needs only `pip install onnxruntime numpy tokenizers` (no torch, no "
              "cahp-edge). From this folder:", "",
@@ -282,11 +305,17 @@ def report_html(ctx: ReportContext) -> str:
     knee_note = ("the head count was fixed (--heads / --keep-ratio), so no sweep was run"
                  if ctx.plan.get("budget_source", "knee") != "knee" else "no sweep recorded in the plan")
     joint = ctx.plan.get("kept_neurons") is not None
+    task = task_of(ctx)
+    # classifiers keep the titles users know; other tasks name their own metric (selection curves of
+    # embeddings and taggers are agreement with the dense model: cosine, tag agreement)
+    what = "Accuracy" if task.metric == "accuracy" else \
+        f"Quality ({task.metric}; selection: {task.agreement})"
     plots = [
-        ("Accuracy vs cost: the budgets scored, and what shipped", plot_frontier(ctx.plan, ctx.metrics))
+        (f"{what} vs cost: the budgets scored, and what shipped", plot_frontier(ctx.plan, ctx.metrics))
         if joint else ("Head count: sweep, fit and knee", plot_knee(ctx.plan)),
         ("Kept heads (layer x head)", plot_heatmap(ctx.plan)),
-        ("Accuracy and latency", plot_bars(ctx.metrics)),
+        ("Accuracy and latency" if task.metric == "accuracy" else f"{task.metric} and latency",
+         plot_bars(ctx.metrics)),
     ]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>cahp-edge report: {html.escape(t.name)}"
@@ -300,7 +329,7 @@ def report_html(ctx: ReportContext) -> str:
         "<h2>Budgets</h2>",
         _html_table(["budget", "value", "limit", "verdict", "why"], _budget_rows(ctx.verdict), 3),
         "<h2>Dense vs pruned vs shipped</h2>",
-        _html_table(METRIC_HEAD, _metric_rows(ctx.metrics)),
+        _html_table(metric_head(ctx), _metric_rows(ctx.metrics)),
     ]
     for title, png in plots:
         parts.append(f"<h2>{html.escape(title)}</h2>")

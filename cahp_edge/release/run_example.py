@@ -1,10 +1,13 @@
-"""Classify text with this release. Needs only onnxruntime, numpy and tokenizers (no torch, no cahp-edge).
+"""Run this release on text. Needs only onnxruntime, numpy and tokenizers (no torch, no cahp-edge).
 
     python run.py "a gripping, funny film"                  # one text
     python run.py "A man is sleeping." "A person rests."    # a sentence pair (pair tasks)
     python run.py --file inputs.jsonl                       # {"text": ..., "text_pair": ...} per line
 
-Prints one JSON object per input: {"label": ..., "score": ..., "scores": {label: probability}}.
+Prints one JSON object per input, by the task in config.json (``cahp_task``):
+classifiers {"label": ..., "score": ..., "scores": {label: probability}}; embedding models
+{"embedding": [...]} (pooled and normalised inside the graph); token classifiers {"entities": [{"entity",
+"start", "end", "text", "score"}]} with character offsets into the text.
 Import it to use it from your own code: ``from run import Classifier; Classifier(".")(["text"])``.
 
 It reads the settings the release was measured with (target.json: threads, execution providers,
@@ -36,7 +39,8 @@ class Classifier:
         config = json.loads((root / "config.json").read_text(encoding="utf-8"))
         target_file = root / "target.json"
         target = json.loads(target_file.read_text(encoding="utf-8")) if target_file.is_file() else {}
-        self.id2label = {int(k): v for k, v in config["id2label"].items()}
+        self.task = config.get("cahp_task", "sequence-classification")
+        self.id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
         seq_len = int((target.get("benchmark") or {}).get("seq_len", DEFAULT_SEQ_LEN))
         seq_len = min(seq_len, int(config.get("max_position_embeddings", seq_len)))
         self.tok = Tokenizer.from_file(str(root / "tokenizer.json"))
@@ -56,10 +60,12 @@ class Classifier:
         self.sess = ort.InferenceSession(str(model), so, providers=providers, **extra)
         self.inputs = [i.name for i in self.sess.get_inputs()]
 
-    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """(N, num_labels) float32 logits, rows in input order."""
-        enc = self.tok.encode_batch(list(zip(texts, pairs, strict=True)) if pairs is not None else texts)
-        out = np.zeros((len(enc), len(self.id2label)), dtype=np.float32)  # (N, L)
+    def logits(self, texts: list[str], pairs: list[str] | None = None, enc=None) -> list[np.ndarray]:
+        """The graph's output per input, in input order: (L,) logits, (D,) embedding, or (T, C) token
+        logits (T = that input's own tokens)."""
+        if enc is None:
+            enc = self.tok.encode_batch(list(zip(texts, pairs, strict=True)) if pairs is not None else texts)
+        out: list = [None] * len(enc)
         order = sorted(range(len(enc)), key=lambda i: (len(enc[i].ids), i))
         for s in range(0, len(order), BATCH):
             idx = order[s : s + BATCH]
@@ -72,11 +78,26 @@ class Classifier:
                 feeds["input_ids"][row, :n] = enc[i].ids
                 feeds["attention_mask"][row, :n] = 1
                 feeds["token_type_ids"][row, :n] = enc[i].type_ids
-            out[idx] = self.sess.run(None, {k: feeds[k] for k in self.inputs})[0]  # (B, L)
+            res = self.sess.run(None, {k: feeds[k] for k in self.inputs})[0]  # (B, L) | (B, D) | (B, T, C)
+            for row, i in enumerate(idx):
+                out[i] = res[row, : len(enc[i].ids)] if res.ndim == 3 else res[row]
         return out
 
     def __call__(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
-        logits = self.logits(texts, pairs)
+        if self.task == "sentence-embedding":
+            return [{"embedding": [round(float(v), 6) for v in e]} for e in self.logits(texts, pairs)]
+        if self.task == "token-classification":
+            from cahp_edge_runtime.entities import decode_entities  # the runner copy in this release
+
+            enc = self.tok.encode_batch(texts)
+            names = [self.id2label[i] for i in range(len(self.id2label))]
+            out = []
+            for text, e, lg in zip(texts, enc, self.logits(texts, enc=enc), strict=True):
+                p = np.exp(lg - lg.max(-1, keepdims=True))
+                p /= p.sum(-1, keepdims=True)  # (T, C) softmax
+                out.append({"entities": decode_entities(text, e.offsets, e.word_ids, names, p)})
+            return out
+        logits = np.stack(self.logits(texts, pairs))  # (N, L)
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)  # (N, L) softmax
         return [{"label": self.id2label[int(p.argmax())], "score": round(float(p.max()), 6),

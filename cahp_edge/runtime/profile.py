@@ -23,6 +23,7 @@ from . import EVAL_BATCH_SIZE, SCHEMA, RunnerError
 from .package import load_eval, open_package, sha256_file
 from .similarity import pair_cosines, spearman
 from .sysinfo import current_rss_mb, peak_rss_mb, system_info
+from .tagging import load_tagged_eval, predict_word_tags, tag_accuracy
 from .tokenize import encode, length_sorted_batches, load_tokenizer, pad_id_of, synthetic_batch
 
 
@@ -161,6 +162,22 @@ def _embedding_quality(pkg, s, sess, tok, pad, cfg) -> dict:
     return res
 
 
+def _tagging_quality(pkg, s, sess, tok, pad, cfg) -> dict:
+    """Per-word predicted tags on the eval sentences; entity F1 is scored on the host (seqeval)."""
+    names = [pkg.id2label[i] for i in range(len(pkg.id2label))]
+    words, gold = load_tagged_eval(pkg.eval_file, names, s.limit)
+    t0 = time.perf_counter()
+    pred = predict_word_tags(lambda i, m, t: _run(sess, _feeds(sess, i, m, t))[0], tok, words, names, pad,
+                             cfg["eval_batch_size"])
+    return {"metric": "entity_f1", "accuracy": None, "tag_accuracy": round(tag_accuracy(gold, pred), 6),
+            "n": len(words), "words": sum(len(w) for w in words), "predicted_tags": pred,
+            "eval_file": str(pkg.eval_file), "eval_sha256": sha256_file(pkg.eval_file),
+            "seconds": round(time.perf_counter() - t0, 3), "max_length": cfg["seq_len"],
+            "batching": f"length-sorted batches of {cfg['eval_batch_size']}, words pre-split, first "
+                        "sub-token per word",
+            "scored_by": "entity F1 is computed from predicted_tags on the host (seqeval)"}
+
+
 def _pct(a: np.ndarray, q: float) -> float:
     return round(float(np.percentile(a, q)), 4)
 
@@ -248,6 +265,8 @@ def profile_package(root: Path, s: Settings | None = None) -> dict:
     result["accuracy"] = None
     if pkg.eval_file is not None and pkg.embeds:
         result["accuracy"] = _embedding_quality(pkg, s, sess, tok, pad, cfg)
+    elif pkg.eval_file is not None and pkg.task == "token-classification":
+        result["accuracy"] = _tagging_quality(pkg, s, sess, tok, pad, cfg)
     elif pkg.eval_file is not None:
         data = load_eval(pkg.eval_file, pkg.id2label, s.limit)
         enc = encode(tok, data.texts, data.pairs, pad)

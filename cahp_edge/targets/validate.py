@@ -153,6 +153,36 @@ def _runner_reads(data: Path, id2label: dict, scored: bool = False) -> bool:
     return True
 
 
+def _stage_tagged(data: Path, id2label: dict, dest: Path, link) -> None:
+    from cahp_edge.data.tagged import check_tags, read_conll
+
+    if data.suffix == ".jsonl":
+        link(data.resolve(), dest)
+        return
+    ds = read_conll(data, "dev")
+    check_tags(ds, [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))])
+    with open(dest, "w", encoding="utf-8") as f:
+        for w, t in zip(ds.words, ds.tags or [], strict=True):
+            f.write(json.dumps({"tokens": w, "tags": t}, ensure_ascii=False) + "\n")
+
+
+def score_entities(profile: dict, stage: Path) -> None:
+    """A token classifier's entity F1 (seqeval, on the host) from the runner's per-word predictions on
+    the staged eval file: written into the profile's accuracy block as its ``accuracy``."""
+    acc = profile.get("accuracy") or {}
+    if acc.get("metric") != "entity_f1" or "predicted_tags" not in acc:
+        return
+    from cahp_edge.model.tagging import entity_scores
+
+    lines = (stage / "eval.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(x) for x in lines if x.strip()]
+    gold = [r["tags"] for r in rows][: len(acc["predicted_tags"])]
+    s = entity_scores(gold, acc["predicted_tags"])
+    acc.update({"accuracy": round(s["f1"], 6), "entity_f1": round(s["f1"], 6),
+                "precision": round(s["precision"], 6), "recall": round(s["recall"], 6),
+                "entities": s["support"]})
+
+
 def _write_eval(data: Path, id2label: dict, dest: Path, scored: bool = False) -> None:
     from cahp_edge.data import align_labels, load_dataset
 
@@ -201,7 +231,9 @@ def stage_package(model: Path, target: Target, data: Path | None, dest: Path, co
                                "export the model from a fine-tuned classifier") from None
         scored = config.get("cahp_task") == "sentence-embedding"  # graded pairs, not labels
         data = Path(data)
-        if _runner_reads(data, id2label, scored):  # the device's own format: scored exactly as shipped
+        if config.get("cahp_task") == "token-classification":  # words + tags (CoNLL becomes eval.jsonl)
+            _stage_tagged(data, id2label, dest / "eval.jsonl", link)
+        elif _runner_reads(data, id2label, scored):  # the device's own format: scored exactly as shipped
             link(data.resolve(), dest / ("eval.tsv" if data.suffix == ".tsv" else "eval.jsonl"))
         else:  # any other format the data loader reads (pairs included) becomes the runner's eval.jsonl
             _write_eval(data, id2label, dest / "eval.jsonl", scored)
@@ -382,6 +414,7 @@ def validate(model: Path | str, target: Target | str, *, data: Path | None = Non
         model_sha = sha256_file(next(p for p in stage.iterdir() if p.name in MODEL_NAMES))
         profile = _run_profile(device, stage, args, timeout)
         _check_fresh(profile, nonce, model_sha, device)
+        score_entities(profile, stage)
         if reference is not None:
             if profile.get("accuracy") is None:
                 raise UsageError("--reference needs evaluation data", "", "pass --data EVAL")
@@ -395,6 +428,7 @@ def validate(model: Path | str, target: Target | str, *, data: Path | None = Non
                         "--threads", str(tgt.threads), "--seq-len", str(seq_len or tgt.benchmark.seq_len),
                         *(["--limit", str(limit)] if limit else [])]
             ref = run_local_profile(ref_stage, ref_args, timeout)
+            score_entities(ref, ref_stage)
             if ref.get("nonce") != ref_nonce or ref.get("accuracy") is None:
                 raise ValidateError("reference run returned no fresh accuracy", "", "check --reference")
             baseline_accuracy = ref["accuracy"]["accuracy"]

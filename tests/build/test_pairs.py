@@ -115,3 +115,27 @@ def test_unlabelled_select_file_is_labelled_by_the_dense_model(pair_release, tmp
     # a labelled --select file is used as given: no labelling stage
     res2 = build(make_options({**base, "select": str(tmp_path / "held" / "train.tsv")}, root / "build.toml"))
     assert "label-select" not in res2.stages
+
+
+def test_plain_text_training_data_is_labelled_by_the_dense_model(pair_release, tmp_path):
+    """`--data` as plain text (text<TAB>pair per line, no labels): the dense model labels it, the build
+    runs on those labels (agreement with the dense model), the manifest says where labels came from."""
+    from cahp_edge.data import load_dataset
+    from cahp_edge.model.evaluate import pseudo_label
+    from cahp_edge.model.load import load_model
+
+    root, _ = pair_release
+    rows = load_dataset(str(root / "data" / "train.tsv"))
+    plain = tmp_path / "train.txt"
+    plain.write_text("".join(f"{t}\t{p}\n" for t, p in zip(rows.texts, rows.pairs, strict=True)))
+    base = {"model": str(root / "ck"), "data": str(plain), "eval": str(root / "data" / "dev.tsv"),
+            "targets": ["host"], "out": str(tmp_path / "dist")}
+    res = build(make_options(base, root / "build.toml"))
+    written = (res.stages["label-data"].path / "data.jsonl").read_text().splitlines()
+    labelled = [json.loads(x) for x in written]
+    lm = load_model(root / "ck")
+    want = pseudo_label(lm.model, lm.tokenizer, load_dataset(str(plain), labels=False))
+    assert [r["label"] for r in labelled] == [want.label_names[y] for y in want.labels]
+    data = json.loads((tmp_path / "dist" / "host" / "manifest.json").read_text())["data"]
+    assert data["train"] == "train.txt" and data["train_labels"] == "dense model predictions"
+    assert data["train_sha256"] == sha256_file(plain)

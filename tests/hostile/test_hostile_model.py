@@ -211,7 +211,7 @@ def test_base_encoder_given_to_prune(ckpt, tiny_data, tmp_path, capsys):
     fails_clean(
         ["prune", "--model", ckpt, "--data", tiny_data / "train.tsv", "--out", tmp_path / "plan"],
         capsys,
-        ["not a fine-tuned sequence classifier", "cahp-edge finetune"],
+        ["not a fine-tuned model for a known task", "cahp-edge finetune", "--task sentence-embedding"],
         tmp_path,
     )
 
