@@ -15,7 +15,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 HOST_PY="${CAHP_HOST_PYTHON:-$ROOT/.venv/bin/python}"
 # The side environment users build for optimum (`cahp-edge optimum-env DIR`, cahp_edge/sideenv.py), plus
 # what the compatibility tests import. The command re-uses DIR when it was built with the same list.
-EXTRA=(pytest scipy scikit-learn typer rich pydantic psutil matplotlib pyarrow)
+EXTRA=(pytest scipy scikit-learn typer rich pydantic psutil matplotlib pyarrow seqeval
+       "sentence-transformers==5.1.0")  # 5.x allows transformers 4.57; 6.x needs transformers 5 (optimum-onnx does not)
 ARGS=()
 for p in "${EXTRA[@]}"; do ARGS+=(--extra "$p"); done
 # this script owns .venv-compat: one built before the command existed (no stamp) is rebuilt

@@ -75,6 +75,8 @@ TOKEN_CLASSIFICATION = Task(
     select_loss="token cross-entropy on first sub-tokens against gold tags or the dense model's tags",
     runner_returns="entity spans (type, start, end character offsets, text, score) per text",
 )
+# what an exported embedding folder carries so sentence-transformers' ONNX backend loads it
+ST_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
 TASKS = {t.name: t for t in (SEQUENCE_CLASSIFICATION, SENTENCE_EMBEDDING, TOKEN_CLASSIFICATION)}
 
 

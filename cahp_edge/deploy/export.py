@@ -251,7 +251,7 @@ def check_opset(opset: int) -> None:
 
 class _Logits:  # thin nn.Module wrapper built lazily (torch import stays inside functions)
     @staticmethod
-    def wrap(model, names):
+    def wrap(model, names, extra: tuple[str, ...] = ()):
         import torch
 
         class Wrapper(torch.nn.Module):
@@ -260,7 +260,8 @@ class _Logits:  # thin nn.Module wrapper built lazily (torch import stays inside
                 self.m = model
 
             def forward(self, *args):
-                return self.m(**dict(zip(names, args, strict=True))).logits
+                out = self.m(**dict(zip(names, args, strict=True)))
+                return (out.logits, *(getattr(out, e) for e in extra)) if extra else out.logits
 
         return Wrapper().eval()
 
@@ -323,13 +324,17 @@ def _export_file(model, names: list[str], path: Path, opset: int, output: str = 
     args = tuple(example[n] for n in names)
     out_axes = {0: "batch_size", 1: "sequence_length"} if output == "logits" and _per_token(model) else \
         {0: "batch_size"}
-    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names} | {output: out_axes}
+    # embedding graphs also return the token states (second output): optimum's feature-extraction class
+    # and sentence-transformers' ONNX backend read ``last_hidden_state``; devices read the first output
+    extra = ("last_hidden_state",) if output == "sentence_embedding" else ()
+    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names} | {output: out_axes} | {
+        e: {0: "batch_size", 1: "sequence_length"} for e in extra}
     big = sum(p.numel() * p.element_size() for p in model.parameters()) > TWO_GB
     try:
         with warnings.catch_warnings(), torch.inference_mode(False):
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Logits.wrap(model, names), args, str(path), input_names=names,
-                              output_names=[output], dynamic_axes=axes, opset_version=opset,
+            torch.onnx.export(_Logits.wrap(model, names, extra), args, str(path), input_names=names,
+                              output_names=[output, *extra], dynamic_axes=axes, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
     except OSError as e:  # disk full, permissions, name too long: the output's fault, not the opset's
         from cahp_edge.fsutil import _disk_error
@@ -365,7 +370,7 @@ def write_side_files(folder: Path, model, tokenizer) -> None:
     if hasattr(model, "pooling"):
         from cahp_edge.model.embedder import write_pooling
 
-        write_pooling(folder, model.pooling)
+        write_pooling(folder, model.pooling, hidden=int(model.config.hidden_size))
     cfg = model.config
     from cahp_edge.model.task_ops import task_of
 

@@ -287,8 +287,11 @@ def optimize_onnx(src, out: Path, *, overwrite: bool = False) -> OptimizedModel:
 
 
 def copy_side_files(src: Path, dst: Path) -> None:
-    for name in SIDE_FILES:
+    from cahp_edge.tasks import ST_FILES  # embedding folders: sentence-transformers' module files
+
+    for name in (*SIDE_FILES, *ST_FILES):
         if (src / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / name, dst / name)
 
 

@@ -75,17 +75,37 @@ def read_pooling(folder: Path) -> Pooling | None:
     return Pooling(modes[0], normalize, str(cfg_path))
 
 
-def write_pooling(folder: Path, pooling: Pooling) -> None:
-    (Path(folder) / POOLING_FILE).write_text(json.dumps(pooling.to_dict(), indent=2) + "\n", encoding="utf-8")
+def write_pooling(folder: Path, pooling: Pooling, hidden: int | None = None, max_length: int = 128) -> None:
+    """cahp_pooling.json, and with ``hidden`` the sentence-transformers module files (tasks.ST_FILES) that let
+    its ONNX backend load an exported folder (it pools the graph's ``last_hidden_state`` itself)."""
+    folder = Path(folder)
+    (folder / POOLING_FILE).write_text(json.dumps(pooling.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if hidden is None:
+        return
+    mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if pooling.normalize:
+        mods.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                     "type": "sentence_transformers.models.Normalize"})
+    (folder / "modules.json").write_text(json.dumps(mods, indent=2) + "\n", encoding="utf-8")
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    cfg = {"word_embedding_dimension": hidden, **{f"pooling_mode_{k}": pooling.mode == m for m, k in
+                                                  (("cls", "cls_token"), ("mean", "mean_tokens"),
+                                                   ("max", "max_tokens"))},
+           "pooling_mode_mean_sqrt_len_tokens": False}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_length, "do_lower_case": False}) + "\n", encoding="utf-8")
 
 
 class _Output:
     """What forward returns: ``logits`` is the task output (here the (B, D) sentence embedding);
     ``attentions`` the encoder's maps when asked for (CAHP's signatures read them)."""
 
-    def __init__(self, logits: torch.Tensor, attentions=None) -> None:
+    def __init__(self, logits: torch.Tensor, attentions=None, last_hidden_state=None) -> None:
         self.logits = logits
         self.attentions = attentions
+        self.last_hidden_state = last_hidden_state  # (B, T, H): what optimum's feature extraction reads
 
 
 class SentenceEmbedder(nn.Module):
@@ -127,4 +147,4 @@ class SentenceEmbedder(nn.Module):
             e = h.masked_fill(m == 0, torch.finfo(h.dtype).min).amax(1)
         if self.pooling.normalize:
             e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # sentence-transformers' Normalize
-        return _Output(e, out.attentions if output_attentions else None)
+        return _Output(e, out.attentions if output_attentions else None, h)

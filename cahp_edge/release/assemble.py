@@ -141,11 +141,16 @@ def _model_files(q: StageRecord, target) -> dict[str, Path]:
 
 
 def _side_files(export_dir: Path) -> dict[str, Path]:
+    from cahp_edge.tasks import ST_FILES
+
     files = {}
     for name in (*TOKENIZER_FILES, "config.json"):
-        hits = sorted(export_dir.rglob(name))
+        hits = sorted(export_dir.rglob(name), key=lambda p: (len(p.parts), p))  # the top-level file first
         if hits:
             files[name] = hits[0]
+    for name in ST_FILES:  # embedding models: sentence-transformers' ONNX backend loads the release
+        if (export_dir / name).is_file():
+            files[name] = export_dir / name
     if "config.json" not in files or "tokenizer.json" not in files:
         raise PackageError(
             "exported model has no config.json or tokenizer.json",

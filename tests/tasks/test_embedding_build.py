@@ -49,6 +49,14 @@ def test_embedding_build_ships_a_pooled_graph_scored_by_spearman(root):
     d = res.releases["x86-64-avx2"].dir
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["cahp_task"] == "sentence-embedding"
+    # sentence-transformers' module files ride along (its ONNX backend pools last_hidden_state itself)
+    pool = json.loads((d / "1_Pooling" / "config.json").read_text())
+    assert pool["pooling_mode_mean_tokens"] and pool["word_embedding_dimension"] == 32
+    assert [m["type"].rsplit(".", 1)[1] for m in json.loads((d / "modules.json").read_text())] == [
+        "Transformer", "Pooling", "Normalize"]
+    from cahp_edge.release.package import check_files, read_sums
+
+    assert "1_Pooling/config.json" in read_sums(d) and check_files(d) == len(read_sums(d))
     rows = [json.loads(x) for x in (d / "eval.jsonl").read_text().splitlines()]
     assert len(rows) == len(PAIRS) and set(rows[0]) == {"score", "text", "text_pair"}
     val = res.stages["validate:x86-64-avx2"].summary
