@@ -100,9 +100,10 @@ class Report:
             rows.append(("top ops", ", ".join(f"{o['op']} {o['share']:.0%}" for o in top)))
         if self.emulation:
             e = self.emulation
-            rows.append(("arm emulated", f"{e['cpu']}: accuracy {e['accuracy_arm']}  "
-                                         f"vs x86 {e['accuracy_x86']}  "
-                                         f"agreement {e['argmax_agreement']:.4f}  max|dlogit| "
+            agree = f"min cosine {e['min_cosine_arm_vs_x86']:.6f}" if e.get("metric") == "spearman" else \
+                f"agreement {e['argmax_agreement']:.4f}"
+            rows.append(("arm emulated", f"{e['cpu']}: {e.get('metric', 'accuracy')} {e['accuracy_arm']}  "
+                                         f"vs x86 {e['accuracy_x86']}  {agree}  max|dlogit| "
                                          f"{e['max_abs_logit_diff']:.4g}"))
         w = max(len(r[0]) for r in rows)
         lines = [f"{k:<{w}}  {v}" for k, v in rows]
@@ -366,15 +367,35 @@ def _emulate(stage: Path, target: Target, limit: int | None, seq_len: int, timeo
     pkg = open_package(stage)
     if pkg.eval_file is None:
         raise UsageError("--emulate needs evaluation data", "", "pass --data EVAL")
-    data = load_eval(pkg.eval_file, pkg.id2label, limit)
+    if pkg.task == "token-classification":
+        raise UsageError("--emulate does not score token classifiers yet", "the emulated run compares one "
+                         "output row per example", "drop --emulate for this release")
+    data = load_eval(pkg.eval_file, pkg.id2label, limit, scored=pkg.embeds)
     tok = load_tokenizer(pkg.tokenizer, seq_len)
     pad = pad_id_of(tok, pkg.pad_token_id)
-    enc = encode(tok, data.texts, data.pairs, pad)
+    # embeddings: each side of a pair on its own (texts, then pairs), as the runner scores them
+    enc = encode(tok, data.texts + data.pairs, None, pad) if pkg.embeds else \
+        encode(tok, data.texts, data.pairs, pad)
     examples = [{"input_ids": i, "attention_mask": [1] * len(i), "token_type_ids": t}
                 for i, t in zip(enc.ids, enc.type_ids, strict=True)]
-    cmp = emulate.compare_with_host(pkg.model, examples, data.labels, cpu=target.cpu, pad_id=pad,
-                                    timeout=timeout)
-    return cmp.to_dict()
+    cmp = emulate.compare_with_host(pkg.model, examples, None if pkg.embeds else data.labels,
+                                    cpu=target.cpu, pad_id=pad, timeout=timeout)
+    out = cmp.to_dict()
+    if pkg.embeds:
+        out.update(_emulated_spearman(cmp.host.logits, cmp.arm.logits, data.scores))
+    return out
+
+
+def _emulated_spearman(host, arm, scores: list[float]) -> dict:
+    """STS Spearman of the x86 and the emulated ARM embeddings ((2N, D): texts then pairs), and how far
+    the two platforms' vectors are apart (cosine)."""
+    from cahp_edge.runtime.similarity import pair_cosines, spearman
+
+    n = len(scores)
+    rho = {k: spearman(pair_cosines(e[:n], e[n:]), scores) for k, e in (("x86", host), ("arm", arm))}
+    return {"metric": "spearman", "accuracy_x86": rho["x86"], "accuracy_arm": rho["arm"],
+            "accuracy_drop_arm_vs_x86": rho["x86"] - rho["arm"], "argmax_agreement": None, "flips": None,
+            "min_cosine_arm_vs_x86": float(pair_cosines(host, arm).min())}
 
 
 def _release_baseline(model: Path, profile: dict, notes: list[str]) -> float | None:

@@ -242,3 +242,20 @@ def test_scores_must_be_numbers(tmp_path):
     f.write_text("sentence1\tsentence2\tscore\na\tb\thigh\n")
     with pytest.raises(DataError, match="not a number"):
         load_dataset(f, scores=True)
+
+
+def test_emulated_spearman_scores_each_platform_and_their_distance():
+    from scipy.stats import spearmanr
+
+    from cahp_edge.targets.validate import _emulated_spearman
+
+    rng = np.random.default_rng(1)
+    host = rng.normal(size=(2 * len(PAIRS), 16)).astype(np.float32)  # texts then pairs
+    arm = host + rng.normal(scale=1e-3, size=host.shape).astype(np.float32)
+    scores = [s for _, _, s in PAIRS]
+    out = _emulated_spearman(host, arm, scores)
+    n = len(PAIRS)
+    norms = np.linalg.norm(host[:n], axis=-1) * np.linalg.norm(host[n:], axis=-1)
+    cos = (host[:n] * host[n:]).sum(-1) / norms
+    assert out["accuracy_x86"] == pytest.approx(spearmanr(cos, scores).statistic, abs=1e-9)
+    assert out["metric"] == "spearman" and 0.99 < out["min_cosine_arm_vs_x86"] < 1.0
