@@ -14,12 +14,17 @@ from cahp_edge.prune.options import JOINT_METHODS, METHODS, CahpOptions, PruneOp
 
 
 def _load(model: str, data: str, data_opts: DataOptions, trust_pickle: bool):
+    from cahp_edge.errors import UsageError
     from cahp_edge.model.load import load_model
 
-    lm = load_model(model, trust_pickle=trust_pickle, require_classifier=True)
+    lm = load_model(model, trust_pickle=trust_pickle, require_classifier=True,
+                    task=None if data_opts.task == "auto" else data_opts.task)
+    if lm.task != "sequence-classification":
+        raise UsageError(f"`cahp-edge prune` selects units for classifiers; {lm.path} is a {lm.task} model",
+                         "its label-free selection, re-fit and metric run inside the build",
+                         f"use `cahp-edge build --model {lm.path} --data ... --eval ...` (it prunes from "
+                         "unlabelled text)")
     if lm.pruned:
-        from cahp_edge.errors import UsageError
-
         raise UsageError(
             f"{lm.path} is already pruned",
             "heads are selected on the dense model",

@@ -259,3 +259,14 @@ def test_emulated_spearman_scores_each_platform_and_their_distance():
     cos = (host[:n] * host[n:]).sum(-1) / norms
     assert out["accuracy_x86"] == pytest.approx(spearmanr(cos, scores).statistic, abs=1e-9)
     assert out["metric"] == "spearman" and 0.99 < out["min_cosine_arm_vs_x86"] < 1.0
+
+
+def test_cli_prune_points_embedding_models_to_build(emb, tmp_path, capsys):
+    from cahp_edge import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prune", "--model", str(emb), "--data", str(_sts(tmp_path)), "--out", str(tmp_path / "p")])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert "sentence-embedding model" in err and "cahp-edge build" in err and err.count("\n") == 1
+    assert not (tmp_path / "p").exists()
