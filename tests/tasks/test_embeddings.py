@@ -270,3 +270,23 @@ def test_cli_prune_points_embedding_models_to_build(emb, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sentence-embedding model" in err and "cahp-edge build" in err and err.count("\n") == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_validate_emulates_an_embedding_release_on_a_pi5_core(emb, tmp_path):
+    """`validate --emulate` on an embedding model: Spearman from x86 and from emulated cortex-a76
+    kernels on the same pairs; fp32 kernels agree to ~1e-6, so the two Spearmans are equal."""
+    import os
+
+    from cahp_edge.deploy.export import export_onnx
+    from cahp_edge.model.load import load_model
+    from cahp_edge.targets.validate import validate
+
+    if not os.environ.get("CAHP_ARM64_ROOT"):
+        pytest.skip("CAHP_ARM64_ROOT is not set: build it with 'bash scripts/setup-arm64-emulation.sh DIR'")
+    export_onnx(load_model(emb), tmp_path / "onnx")
+    rep = validate(tmp_path / "onnx", "rpi5-arm64", data=_sts(tmp_path), emulate=True, runs=2, warmup=1)
+    e = rep.emulation
+    assert e["metric"] == "spearman" and e["n"] == 2 * len(PAIRS)
+    assert e["accuracy_arm"] == pytest.approx(e["accuracy_x86"], abs=1e-9)
+    assert e["min_cosine_arm_vs_x86"] > 1 - 1e-5
+    assert rep.accuracy == e["accuracy_arm"]  # the budget is judged on the ARM kernels' Spearman
