@@ -61,14 +61,16 @@ def kept_drop(plan: dict) -> dict | None:
     # heads + neurons plans judged after the least-squares re-fit say so (units.py records it)
     when = plan.get("selection_accuracy_when") or "before recovery"
     return {"heads": int(k), "dense": float(dense), "kept": float(at),
-            "drop_points": round(100 * (dense - at), 2), "when": when}
+            "drop_points": round(100 * (dense - at), 2), "when": when,
+            "measure": plan.get("selection_measure") or "accuracy"}
 
 
 def drop_text(d: dict | None) -> str:
     """The one wording of :func:`kept_drop` (build line, `prune` summary, report, model card)."""
     if not d:
         return ""
-    return (f"selection accuracy {100 * d['kept']:.1f}% vs dense {100 * d['dense']:.1f}% "
+    return (f"selection {d.get('measure', 'accuracy')} {100 * d['kept']:.1f}% vs dense "
+            f"{100 * d['dense']:.1f}% "
             f"({-d['drop_points']:+.1f} pt {d.get('when', 'before recovery')})")
 
 

@@ -330,6 +330,10 @@ def prune(
     plan = select_heads(lm.model, lm.adapter, sel, po, sources, progress=tick, cost=unit_cost,
                         multiple=multiple)
     plan.meta["model"] = {"source_hash": lm.source_hash}
+    plan.meta["task"] = opts.task
+    # what the selection split's "accuracy" is for this task (labels, or agreement with the dense model)
+    plan.meta["selection_measure"] = "mean cosine to the dense embedding" if embeds(opts) else \
+        ("tag accuracy" if sp.select.labelled else "tag agreement") if tags(opts) else "accuracy"
     dist = plan.meta.pop("_distance", None)
     with atomic_dir(art) as tmp:
         write_plan_dir(tmp, plan, dist)
