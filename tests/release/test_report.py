@@ -131,7 +131,8 @@ def test_the_knee_states_its_cost_in_points_everywhere():
             "curve": [{"heads": 72, "accuracy": 0.629}, {"heads": 30, "accuracy": 0.557},
                       {"heads": 20, "accuracy": 0.5}]}
     d = plots.kept_drop(plan)
-    assert d == {"heads": 30, "dense": 0.629, "kept": 0.557, "drop_points": 7.2, "when": "before recovery"}
+    assert d == {"heads": 30, "dense": 0.629, "kept": 0.557, "drop_points": 7.2, "when": "before recovery",
+                 "measure": "accuracy"}
     text = "selection accuracy 55.7% vs dense 62.9% (-7.2 pt before recovery)"
     assert text in report._knee_text(plan, plots.knee_info(plan))
     line = _prune_line({"budget_source": "knee", "knee": 28, "k_star": 30, "degree": 3, "heads_before": 72,
