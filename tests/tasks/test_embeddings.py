@@ -290,3 +290,20 @@ def test_validate_emulates_an_embedding_release_on_a_pi5_core(emb, tmp_path):
     assert e["accuracy_arm"] == pytest.approx(e["accuracy_x86"], abs=1e-9)
     assert e["min_cosine_arm_vs_x86"] > 1 - 1e-5
     assert rep.accuracy == e["accuracy_arm"]  # the budget is judged on the ARM kernels' Spearman
+
+
+def test_paired_test_is_wilcoxon_for_cosines_and_mcnemar_for_correctness():
+    from scipy.stats import binomtest, wilcoxon
+
+    from cahp_edge.prune.paired import mcnemar, p_value
+
+    a = torch.tensor([0.9, 0.8, 0.95, 0.7, 0.85, 0.99, 0.6, 0.75])
+    b = a - torch.tensor([0.1, 0.05, 0.0, 0.2, 0.01, 0.02, -0.03, 0.04])
+    t = mcnemar(a, b)
+    d = (a.double() - b.double()).numpy()
+    assert "mcnemar_p" not in t and t["only_reference"] == 6 and t["only_this"] == 1
+    assert p_value(t) == pytest.approx(wilcoxon(d[d != 0]).pvalue)
+    ok1, ok2 = torch.tensor([1.0, 1, 0, 1, 0]), torch.tensor([0.0, 1, 0, 0, 1])  # 1/0 scores
+    t = mcnemar(ok1, ok2)
+    assert (t["only_reference"], t["only_this"]) == (2, 1)
+    assert p_value(t) == pytest.approx(binomtest(2, 3).pvalue)
