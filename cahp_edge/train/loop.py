@@ -116,7 +116,6 @@ def train_classifier(
     import torch.nn.functional as F
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
-    from transformers import get_linear_schedule_with_warmup
 
     cfg.check()
     if len(ds) == 0:
@@ -149,26 +148,41 @@ def train_classifier(
         )
         return acc.prepare_data_loader(dl)
 
+    def loss_of(batch, out):
+        if teacher is None or cfg.alpha <= 0:
+            return out.loss
+        with torch.no_grad():
+            t_logits = teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        T = cfg.temperature
+        kd = F.kl_div(F.log_softmax(out.logits / T, -1), F.log_softmax(t_logits / T, -1),
+                      reduction="batchmean", log_target=True) * T * T
+        return (1 - cfg.alpha) * out.loss + cfg.alpha * kd
+
+    if teacher is not None:
+        teacher = teacher.to(acc.device).eval()
+    return run_steps(model, loader, cfg, acc, progress, loss_of)
+
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def run_steps(model, loader, cfg: TrainConfig, acc, progress: ProgressFn | None = None,
+              loss_of=None) -> tuple[object, TrainResult]:
+    """AdamW (no decay on biases and norms) with linear warmup/decay over ``cfg.epochs`` of ``loader(epoch)``
+    batches; ``loss_of(batch, out)`` (default: the model's own loss). Returns (unwrapped model, result)."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
     per_epoch = len(loader(0))
     total = max(1, math.ceil(per_epoch * cfg.epochs))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [
-        {
-            "params": [
-                p for n, p in model.named_parameters() if p.requires_grad and not n.endswith(no_decay)
-            ],
-            "weight_decay": cfg.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
+        {"params": [p for n, p in named if not n.endswith(NO_DECAY)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     model, opt, sched = acc.prepare(model, opt, sched)
-    if teacher is not None:
-        teacher = teacher.to(acc.device).eval()
     model.train()
     t0, step, seen, recent = time.perf_counter(), 0, 0, []
     epoch = 0
@@ -177,22 +191,7 @@ def train_classifier(
             if step >= total:
                 break
             out = model(**batch)
-            loss = out.loss
-            if teacher is not None and cfg.alpha > 0:
-                with torch.no_grad():
-                    t_logits = teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
-                T = cfg.temperature
-                kd = (
-                    F.kl_div(
-                        F.log_softmax(out.logits / T, -1),
-                        F.log_softmax(t_logits / T, -1),
-                        reduction="batchmean",
-                        log_target=True,
-                    )
-                    * T
-                    * T
-                )
-                loss = (1 - cfg.alpha) * loss + cfg.alpha * kd
+            loss = out.loss if loss_of is None else loss_of(batch, out)
             acc.backward(loss)
             opt.step()
             sched.step()
@@ -209,14 +208,6 @@ def train_classifier(
     mean = sum(recent) / len(recent) if recent else float("nan")
     if not math.isfinite(mean):
         raise DataError("training diverged (loss is not finite)", f"last loss {mean}", "lower --lr")
-    res = TrainResult(
-        step,
-        cfg.epochs,
-        seen,
-        mean,
-        time.perf_counter() - t0,
-        acc.num_processes,
-        str(acc.device),
-        acc.is_main_process,
-    )
+    res = TrainResult(step, cfg.epochs, seen, mean, time.perf_counter() - t0, acc.num_processes,
+                      str(acc.device), acc.is_main_process)
     return model, res

@@ -11,7 +11,6 @@ ignores the -100 labels on later sub-tokens and special tokens.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,9 +22,14 @@ from cahp_edge.fsutil import atomic_dir, check_output_dir
 from cahp_edge.model.tagging import entity_scores, predict_tags
 from cahp_edge.tasks import TOKEN_CLASSIFICATION
 from cahp_edge.train.finetune import META_FILE, load_base
-from cahp_edge.train.loop import ProgressFn, TrainConfig, TrainResult, _bucketed_batches, make_accelerator
-
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+from cahp_edge.train.loop import (
+    ProgressFn,
+    TrainConfig,
+    TrainResult,
+    _bucketed_batches,
+    make_accelerator,
+    run_steps,
+)
 
 
 @dataclass
@@ -56,7 +60,6 @@ def train_tagger(model, tokenizer, ds: TaggedDataset, cfg: TrainConfig, progress
     import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
-    from transformers import get_linear_schedule_with_warmup
 
     if len(ds) == 0:  # no batches would make the step loop below spin forever
         raise DataError(f"training data {ds.source} has no sentences", "",
@@ -81,38 +84,7 @@ def train_tagger(model, tokenizer, ds: TaggedDataset, cfg: TrainConfig, progress
         order = _bucketed_batches(lengths, cfg.batch_size, rng)
         return acc.prepare_data_loader(DataLoader(rows, batch_sampler=order, collate_fn=collate))
 
-    total = max(1, math.ceil(len(loader(0)) * cfg.epochs))
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([
-        {"params": [p for n, p in named if not n.endswith(NO_DECAY)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0},
-    ], lr=cfg.lr)
-    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-    model, opt, sched = acc.prepare(model, opt, sched)
-    model.train()
-    t0, step, seen, recent, epoch = time.perf_counter(), 0, 0, [], 0
-    while step < total:
-        for batch in loader(epoch):
-            if step >= total:
-                break
-            loss = model(**batch).loss
-            acc.backward(loss)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            seen += len(batch["labels"])
-            recent = [*recent, float(loss.detach())][-50:]
-            if progress is not None and acc.is_main_process:
-                progress(step, total, sum(recent) / len(recent))
-        epoch += 1
-    acc.wait_for_everyone()
-    model = acc.unwrap_model(model).eval()
-    mean = sum(recent) / len(recent) if recent else float("nan")
-    if not math.isfinite(mean):
-        raise DataError("training diverged (loss is not finite)", f"last loss {mean}", "lower --lr")
-    return model, TrainResult(step, cfg.epochs, seen, mean, time.perf_counter() - t0, acc.num_processes,
-                              str(acc.device), acc.is_main_process)
+    return run_steps(model, loader, cfg, acc, progress)
 
 
 def finetune_tokens(base: str | Path, train, out: Path, eval_data=None, cfg: TrainConfig | None = None,
