@@ -132,6 +132,14 @@ def _read_data(path: Path, folder: Path):
 
     from cahp_edge.data import align_labels, load_dataset
 
-    ds = load_dataset(path)
-    id2label = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("id2label", {})
-    return align_labels(ds, id2label)
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    task = config.get("cahp_task", "sequence-classification")
+    if task == "sentence-embedding":  # any text: the gate is the mean cosine to the fp32 graph
+        from cahp_edge.data.unlabelled import sentences
+
+        return sentences(load_dataset(path, labels=False))
+    if task == "token-classification":  # CoNLL or plain sentences: the gate is tag agreement
+        from cahp_edge.build.tagged_data import as_text, read_tagged
+
+        return as_text(read_tagged(str(path), "train"))
+    return align_labels(load_dataset(path), config.get("id2label", {}))
