@@ -97,10 +97,13 @@ def quantize_cmd(
     select = _read_data(select_data, src) if select_data else None
     res = quantize(src, t, out, calib=calib, select=select, calib_size=calib_size, overwrite=overwrite)
     acc = res.accuracy
-    extra = (f", accuracy {acc['fp32']:.3f} -> {acc['quantized']:.3f} (budget {acc['budget']:.3f})"
+    measure = acc.get("measure", "accuracy") if acc else "accuracy"  # embeddings: cosine; taggers: tags
+    extra = (f", {measure} {acc['fp32']:.3f} -> {acc['quantized']:.3f} (budget {acc['budget']:.3f})"
              if acc else "")
+    agree = "mean cosine to fp32" if "cosine" in measure else "tag agreement" if "tag" in measure else \
+        "argmax agreement"
     note(f"quantize[{t.name}]: {t.quantization.mode} {t.quantization.format}, {res.quantized_matmuls} "
-         f"quantized matmuls, argmax agreement {res.agreement:.3f}{extra}", quiet)
+         f"quantized matmuls, {agree} {res.agreement:.3f}{extra}", quiet)
     if res.fp32_nodes:
         note(f"kept in fp32: {', '.join(res.fp32_nodes)}", quiet)
     for w in res.warnings:
