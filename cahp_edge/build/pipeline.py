@@ -384,7 +384,7 @@ def _line(name: str, rec: StageRecord, fmt) -> str:
 
 def _label_select_line(s: dict) -> str:
     counts = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
-    return f"{s['rows']} unlabelled --select rows labelled by the dense model ({counts})"
+    return f"{s['rows']} unlabelled --{s.get('which', 'select')} rows labelled by the dense model ({counts})"
 
 
 def _data_line(s: dict) -> str:

@@ -105,7 +105,7 @@ def label_rows(art: Path, model_dir: Path, opts, id2label: dict, which: str = "s
             if ds.pairs is not None:
                 row[keys[1]] = ds.pairs[i]
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return {"rows": len(ds), "labels": ds.label_counts()}
+    return {"rows": len(ds), "labels": ds.label_counts(), "which": which}
 
 
 def splits(opts, id2label: dict):
