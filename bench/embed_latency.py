@@ -1,10 +1,12 @@
-"""`python bench/embed_latency.py DENSE.onnx NAME=MODEL.onnx ...`: batch-1 latency of embedding graphs.
+"""`python bench/embed_latency.py DENSE.onnx NAME=MODEL.onnx ... [--text conll]`: batch-1 latency.
 
-Dense fp32 ONNX Runtime is the baseline (the plain export of the dense model, default session); every
-other graph runs with the x86-64-avx512-vnni profile's session settings, as a release does. Inputs:
-sequence 128 (every token real) and real STS-B dev sentences (each side of each pair, their own lengths,
-cycled). 1 thread (and --threads N). Runs interleave in blocks across models so machine noise hits all
-alike (bench/latency.py's measure); p50 over all timed runs; speedup = dense p50 / model p50.
+For embedding models (STS-B sentences) and token classifiers (--text conll). Dense fp32 ONNX Runtime
+is the baseline (the plain export of the dense model, default session); every other graph runs with the
+x86-64-avx512-vnni profile's session settings, as a release does. Inputs: sequence 128 (every token
+real) and real sentences at their own lengths, cycled: STS-B dev (each side of each pair) or CoNLL-2003
+valid (words joined by spaces). 1 thread (or --threads N). Runs interleave in blocks across models so
+machine noise hits all alike (bench/latency.py's measure); p50 over all timed runs; speedup = dense p50
+/ model p50.
 """
 
 from __future__ import annotations
@@ -22,21 +24,26 @@ sys.path.insert(0, str(REPO))
 from bench.latency import OURS_SESSION, measure  # noqa: E402
 
 
-def sts_sentences(n: int) -> list[str]:
+def real_sentences(kind: str, n: int) -> list[str]:
+    data = REPO.parent / "shared" / "data"
+    if kind == "conll":
+        from cahp_edge.data.tagged import read_conll
+
+        return [" ".join(w) for w in read_conll(data / "conll2003" / "valid.txt").words[:n]]
     from cahp_edge.data import load_dataset
 
-    ds = load_dataset(REPO.parent / "shared" / "data" / "stsb" / "dev.tsv", "dev", scores=True)
+    ds = load_dataset(data / "stsb" / "dev.tsv", "dev", scores=True)
     return [s for pair in zip(ds.texts, ds.pairs, strict=True) for s in pair][:n]
 
 
-def batches(tok, kind: str, n: int) -> list[dict[str, np.ndarray]]:
+def batches(tok, kind: str, n: int, text: str = "stsb") -> list[dict[str, np.ndarray]]:
     if kind == "seq128":
         rng = np.random.default_rng(0)
         ids = rng.integers(1000, tok.vocab_size, size=(n, 128))
         ids[:, 0], ids[:, -1] = tok.cls_token_id, tok.sep_token_id
         return [{"input_ids": r[None].astype(np.int64), "attention_mask": np.ones((1, 128), np.int64),
                  "token_type_ids": np.zeros((1, 128), np.int64)} for r in ids]
-    enc = [tok(s, truncation=True, max_length=128, return_tensors="np") for s in sts_sentences(n)]
+    enc = [tok(s, truncation=True, max_length=128, return_tensors="np") for s in real_sentences(text, n)]
     return [{k: np.asarray(v, dtype=np.int64) for k, v in e.items()} for e in enc]
 
 
@@ -48,6 +55,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--text", choices=("stsb", "conll"), default="stsb", help="real-length sentences")
     a = ap.parse_args()
     import onnxruntime as ort
     from transformers import AutoTokenizer
@@ -68,14 +76,16 @@ def main() -> int:
         name, path = spec.split("=", 1)
         fns[name] = session(path, True)
     res = {}
-    for kind in ("seq128", "sts"):
-        r = measure(fns, batches(tok, kind, 200), warmup=10, runs=a.runs, blocks=a.blocks)
+    for kind in ("seq128", a.text):
+        r = measure(fns, batches(tok, kind, 200, a.text), warmup=10, runs=a.runs, blocks=a.blocks)
         base = r["dense fp32 ORT"]["p50"]
         res[kind] = {k: {**v, "speedup": round(base / v["p50"], 3)} for k, v in r.items()}
         for k, v in res[kind].items():
             print(f"{kind:7s} {k:28s} p50 {v['p50']:8.3f} ms  x{v['speedup']:.2f}")
     if a.out:
-        a.out.write_text(json.dumps({"threads": a.threads, "results": res}, indent=1) + "\n")
+        models = {"dense fp32 ORT": a.dense, **dict(s.split("=", 1) for s in a.models)}
+        doc = {"threads": a.threads, "models": models, "results": res}
+        a.out.write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
 
