@@ -195,6 +195,7 @@ def verify(
     if r.smoke:
         acc, want = r.smoke.get("accuracy"), r.smoke.get("expected_accuracy")
         human += f"; smoke inference OK (p50 {r.smoke.get('p50_ms')} ms" + (
-            f", accuracy on the {r.smoke.get('n')} bundled eval rows {acc:.4f}" if acc is not None else ""
+            f", {r.smoke.get('metric', 'accuracy')} on the {r.smoke.get('n')} bundled eval rows {acc:.4f}"
+            if acc is not None else ""
         ) + (f", metrics.json {want:.4f})" if want is not None else ")")
     emit(r.to_dict(), as_json, human)

@@ -617,7 +617,7 @@ def smoke_run(pkg: Path, timeout_s: float = 300.0) -> dict[str, Any]:
         score_entities(r, pkg)  # taggers: entity F1 from the runner's tags (seqeval, here on the host)
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
         out = {"ok": bool(r.get("ok")), "runner": r.get("schema"), "p50_ms": lat.get("p50_ms"),
-               "accuracy": acc.get("accuracy"), "n": acc.get("n"),
+               "accuracy": acc.get("accuracy"), "n": acc.get("n"), "metric": acc.get("metric", "accuracy"),
                "checksums_verified": (r.get("model") or {}).get("checksums_verified")}
     except (json.JSONDecodeError, AttributeError) as e:
         raise PackageError("the device-side runner printed no JSON", proc.stdout[:200],
