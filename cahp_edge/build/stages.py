@@ -75,8 +75,11 @@ def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
                             "pass --eval with sentence1, sentence2 and score columns (e.g. STS-B dev.tsv)")
         sel = sentences(load_dataset(opts.select, "train", **unl, labels=False)) if opts.select else None
         return train, ev, sel
-    # training rows may come without labels too (plain text): label_rows() labels them with the dense model
-    train = align_labels(load_dataset(opts.data, "train", **cols, labels=False), id2label)
+    # training rows may come without labels as plain text (a .txt file without __label__ prefixes):
+    # label_rows() labels them with the dense model. A table without a label column stays an error: a
+    # misnamed label column must not silently become "no labels".
+    plain = Path(str(opts.data)).suffix.lower() == ".txt"
+    train = align_labels(load_dataset(opts.data, "train", **cols, labels=not plain), id2label)
     ev = align_labels(load_dataset(opts.eval, "dev", **cols), id2label) if opts.eval else None
     # selection rows may come without labels: label_rows() labels them with the dense model first
     sel = None

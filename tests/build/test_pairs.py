@@ -139,3 +139,12 @@ def test_plain_text_training_data_is_labelled_by_the_dense_model(pair_release, t
     data = json.loads((tmp_path / "dist" / "host" / "manifest.json").read_text())["data"]
     assert data["train"] == "train.txt" and data["train_labels"] == "dense model predictions"
     assert data["train_sha256"] == sha256_file(plain)
+    # a table without a label column is not "unlabelled text": a misnamed column must not be ignored
+    table = tmp_path / "nolabel.tsv"
+    table.write_text("sentence1\tsentence2\tstars\n" + "".join(
+        f"{t}\t{p}\t1\n" for t, p in zip(rows.texts, rows.pairs, strict=True)))
+    from cahp_edge.errors import DataError
+
+    with pytest.raises(DataError, match=r"no label column.*--label-column"):
+        build(make_options({**base, "data": str(table), "out": str(tmp_path / "d2")}, root / "build.toml"))
+    assert not (tmp_path / "d2").exists()
