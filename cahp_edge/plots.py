@@ -274,7 +274,7 @@ def frontier_figure(plan: dict, metrics: dict[str, dict] | None = None):
     if plan.get("selection_accuracy_dense") is not None:
         a1.axhline(100 * plan["selection_accuracy_dense"], color="gray", ls=":", label="dense")
     a1.set_xlabel(f"predicted cost ({unit}; {cost.get('source', 'cost model')[:40]}...)", fontsize=7)
-    a1.set_ylabel("selection accuracy (%)")
+    a1.set_ylabel(f"selection {plan.get('selection_measure', 'accuracy')} (%)", fontsize=7)
     a1.set_title("Budgets scored by the prune stage", fontsize=9)
     a1.legend(fontsize=7, loc="lower right")
     names = [n for n in ("dense", "pruned", "shipped") if n in (metrics or {})]
@@ -284,7 +284,7 @@ def frontier_figure(plan: dict, metrics: dict[str, dict] | None = None):
         if lat is not None and acc is not None:
             a2.plot([lat], [100 * acc], marker, ms=14 if n == "shipped" else 9, label=n)
     a2.set_xlabel("p50 latency on the target's settings (ms)")
-    a2.set_ylabel("evaluation accuracy (%)")
+    a2.set_ylabel(f"evaluation {plan.get('metric', 'accuracy')} (x100)")
     a2.set_title("Measured (evaluation split)", fontsize=9)
     if names:
         a2.legend(fontsize=7, loc="lower right")

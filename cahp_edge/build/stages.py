@@ -334,6 +334,10 @@ def prune(
                         multiple=multiple)
     plan.meta["model"] = {"source_hash": lm.source_hash}
     plan.meta["task"] = opts.task
+    from cahp_edge.tasks import TASKS
+
+    # what the evaluation split reports, for the plots (plots do not read the registry themselves)
+    plan.meta["metric"] = TASKS.get(opts.task, TASKS["sequence-classification"]).metric
     # what the selection split's "accuracy" is for this task (labels, or agreement with the dense model)
     plan.meta["selection_measure"] = "mean cosine to the dense embedding" if embeds(opts) else \
         ("tag accuracy" if sp.select.labelled else "tag agreement") if tags(opts) else "accuracy"
