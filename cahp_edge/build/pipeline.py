@@ -251,7 +251,9 @@ def build_locked(
         {**base, **data_in, "prune": prune_o.cache_key(), "cost": cost.tree if cost else None,
          "neuron_multiple": multiple},
         lambda a: st.prune(a, src.model_dir, opts, prune_o, src.id2label, ev.progress,
-                           cost.path if cost else None, multiple),
+                           cost.path if cost else None, multiple,
+                           # selection rows labelled by the dense model: their "accuracy" is agreement
+                           dense_labels=src.select_unlabelled or (src.train_unlabelled and not opts.select)),
         _prune_line,
     )
     shape = run(

@@ -287,7 +287,7 @@ COST_FILE = "cost.json"
 
 def prune(
     art: Path, model_dir: Path, opts, po, id2label: dict, progress: Progress | None = None,
-    cost_dir: Path | None = None, multiple: int = 1,
+    cost_dir: Path | None = None, multiple: int = 1, dense_labels: bool = False,
 ) -> dict:
     """Select heads with ``po`` (the build's PruneOptions, the same object its cache key was made of);
     ``cost_dir``: the cost stage's artifact (the first target's measured latency model), if any."""
@@ -340,7 +340,8 @@ def prune(
     plan.meta["metric"] = TASKS.get(opts.task, TASKS["sequence-classification"]).metric
     # what the selection split's "accuracy" is for this task (labels, or agreement with the dense model)
     plan.meta["selection_measure"] = "mean cosine to the dense embedding" if embeds(opts) else \
-        ("tag accuracy" if sp.select.labelled else "tag agreement") if tags(opts) else "accuracy"
+        ("tag accuracy" if sp.select.labelled else "tag agreement") if tags(opts) else \
+        "argmax agreement with the dense model" if dense_labels else "accuracy"
     dist = plan.meta.pop("_distance", None)
     with atomic_dir(art) as tmp:
         write_plan_dir(tmp, plan, dist)

@@ -139,6 +139,8 @@ def test_plain_text_training_data_is_labelled_by_the_dense_model(pair_release, t
     data = json.loads((tmp_path / "dist" / "host" / "manifest.json").read_text())["data"]
     assert data["train"] == "train.txt" and data["train_labels"] == "dense model predictions"
     assert data["train_sha256"] == sha256_file(plain)
+    plan = json.loads((tmp_path / "dist" / "host" / "cahp_heads.json").read_text())
+    assert plan["selection_measure"] == "argmax agreement with the dense model"
     # a table without a label column is not "unlabelled text": a misnamed column must not be ignored
     table = tmp_path / "nolabel.tsv"
     table.write_text("sentence1\tsentence2\tstars\n" + "".join(
