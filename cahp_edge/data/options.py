@@ -12,7 +12,8 @@ TaskName = Literal["auto", "sequence-classification", "sentence-embedding", "tok
 class DataOptions(StageOptions):
     """How training data becomes calibration / selection splits and batches (seeded, stratified)."""
 
-    task: TaskName = opt("auto", "What the model does; auto: read from the checkpoint (cahp_edge.tasks).")
+    task: TaskName = opt("auto", "What the model does; auto: read from the checkpoint (cahp_edge.tasks); for "
+                         "finetune, auto trains a sequence classifier.")
     text_column: str | None = opt(None, "Text column (csv/tsv/jsonl/parquet).")
     text_pair_column: str | None = opt(None, "Second text column (pair tasks).")
     label_column: str | None = opt(None, "Label column.")
