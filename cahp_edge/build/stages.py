@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cahp_edge.errors import DataError
-
 Progress = Callable[[str, int, int], None]  # (task, done, total); rendered by the CLI only
 
 
@@ -47,9 +45,8 @@ def tags(opts) -> bool:
 def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
     """Training, evaluation and (optional) selection datasets with labels aligned to the model's.
 
-    Embedding models (``opts.task`` resolved by the build): training and selection rows are unlabelled
-    sentences (a pair's two sides become two rows; labels, if any, are not read), evaluation rows are
-    pairs with a graded score (STS)."""
+    Token classifiers and embedding models (``opts.task``, resolved by the build) read their own kinds of
+    rows: cahp_edge.build.tagged_data and cahp_edge.build.embedding_data."""
     from cahp_edge.data import align_labels, load_dataset
 
     cols = dict(
@@ -60,21 +57,9 @@ def load_data(opts, id2label: dict) -> tuple[Any, Any, Any]:
 
         return tagged_data.load(opts, id2label)
     if embeds(opts):
-        from cahp_edge.data.unlabelled import sentences
+        from cahp_edge.build import embedding_data
 
-        unl = {**cols, "label_column": None}
-        train = sentences(load_dataset(opts.data, "train", **unl, labels=False))
-        if not opts.eval:
-            raise DataError("an embedding build needs --eval", "its quality is Spearman correlation on pairs "
-                            "with a graded similarity (STS), and the training text has no scores",
-                            "pass --eval with sentence1, sentence2 and score columns (e.g. STS-B dev.tsv)")
-        ev = load_dataset(opts.eval, "dev", **cols, scores=True)
-        if ev.pairs is None:
-            raise DataError(f"evaluation data {ev.source} has single texts",
-                            "an embedding model is scored on pairs with a graded similarity (STS)",
-                            "pass --eval with sentence1, sentence2 and score columns (e.g. STS-B dev.tsv)")
-        sel = sentences(load_dataset(opts.select, "train", **unl, labels=False)) if opts.select else None
-        return train, ev, sel
+        return embedding_data.load(opts)
     # training rows may come without labels as plain text (a .txt file without __label__ prefixes):
     # label_rows() labels them with the dense model. A table without a label column stays an error: a
     # misnamed label column must not silently become "no labels".
