@@ -19,6 +19,7 @@ import numpy as np
 
 from cahp_edge.errors import ExportError
 from cahp_edge.fsutil import atomic_dir
+from cahp_edge.runtime.similarity import pair_cosines  # the runner's own definition (numpy only)
 
 ONNX_FILE = "model.onnx"
 META_FILE = "cahp_onnx.json"
@@ -156,13 +157,6 @@ def ort_logits(sess, batches) -> list[np.ndarray]:
 COSINE_TOL = 1e-5  # embeddings: a row whose cosine to PyTorch's is below 1 - this is a mismatch
 
 
-def cosines(r: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """(B,) cosine between matching rows of two (B, D) arrays."""
-    r, g = r.astype(np.float64), g.astype(np.float64)
-    den = np.linalg.norm(r, axis=-1) * np.linalg.norm(g, axis=-1)
-    return (r * g).sum(-1) / np.maximum(den, 1e-30)
-
-
 def compare(ref: list[np.ndarray], got: list[np.ndarray], atol: float, label: str,
             task: str = "sequence-classification") -> ParityReport:
     """Collect every row whose output differs by more than atol, or whose argmax flips (classifiers, every
@@ -175,7 +169,7 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray], atol: float, label: st
             continue
         diff = np.abs(r - g).reshape(len(r), -1).max(axis=-1) if r.size else np.zeros(len(r))
         if task == "sentence-embedding":
-            cos = cosines(r, g)
+            cos = pair_cosines(r, g)
             min_cos = float(cos.min()) if min_cos is None else min(min_cos, float(cos.min()))
             same = cos >= 1 - COSINE_TOL
         else:

@@ -138,9 +138,9 @@ def agreement(a: list[np.ndarray], b: list[np.ndarray], task: str = "sequence-cl
     """How far two models' outputs agree: argmax agreement (every position's, for token logits), or the
     mean cosine between matching rows for sentence embeddings."""
     if task == "sentence-embedding":
-        from cahp_edge.deploy.export import cosines
+        from cahp_edge.runtime.similarity import pair_cosines
 
-        c = np.concatenate([cosines(x, y) for x, y in zip(a, b, strict=True)]) if a else np.ones(0)
+        c = np.concatenate([pair_cosines(x, y) for x, y in zip(a, b, strict=True)]) if a else np.ones(0)
         return float(c.mean()) if len(c) else 1.0
     pa = np.concatenate([x.argmax(-1).ravel() for x in a])
     pb = np.concatenate([x.argmax(-1).ravel() for x in b])
