@@ -137,7 +137,7 @@ def _eval_rows(opts, ev, id2label: dict) -> tuple[list[dict], list[str]]:
     """(rows of the runner's eval.jsonl, the model's label names) for the build's task: a label per text
     (classifiers), a graded pair (embeddings), or words with gold tags (taggers)."""
     if tags(opts):
-        from cahp_edge.build.tagged_data import eval_rows
+        from cahp_edge.data.tagged import eval_rows
 
         return eval_rows(ev), [str(id2label[k]) for k in sorted(id2label, key=int)]
     rows = []

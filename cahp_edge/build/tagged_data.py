@@ -80,8 +80,3 @@ def as_text(ds: TaggedDataset) -> TextDataset:
     activations and the int8 gate's agreement rows."""
     texts = [" ".join(w) for w in ds.words]
     return TextDataset(texts, None, [-1] * len(texts), [], ds.source, ds.split)
-
-
-def eval_rows(ds: TaggedDataset) -> list[dict]:
-    """The device runner's token-classification eval rows: words and their gold tags."""
-    return [{"tokens": w, "tags": t} for w, t in zip(ds.words, ds.tags or [], strict=True)]

@@ -193,3 +193,8 @@ def encode_tagged(tokenizer, ds: TaggedDataset, label2id: dict[str, int], max_le
         b["index"] = torch.tensor(idx)
         batches.append(b)
     return batches
+
+
+def eval_rows(ds: TaggedDataset) -> list[dict]:
+    """The device runner's token-classification eval rows (eval.jsonl): words and their gold tags."""
+    return [{"tokens": w, "tags": t} for w, t in zip(ds.words, ds.tags or [], strict=True)]

@@ -155,7 +155,7 @@ def _runner_reads(data: Path, id2label: dict, scored: bool = False) -> bool:
 
 
 def _stage_tagged(data: Path, id2label: dict, dest: Path, link) -> None:
-    from cahp_edge.data.tagged import check_tags, read_conll
+    from cahp_edge.data.tagged import check_tags, eval_rows, read_conll
 
     if data.suffix == ".jsonl":
         link(data.resolve(), dest)
@@ -163,8 +163,8 @@ def _stage_tagged(data: Path, id2label: dict, dest: Path, link) -> None:
     ds = read_conll(data, "dev")
     check_tags(ds, [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))])
     with open(dest, "w", encoding="utf-8") as f:
-        for w, t in zip(ds.words, ds.tags or [], strict=True):
-            f.write(json.dumps({"tokens": w, "tags": t}, ensure_ascii=False) + "\n")
+        for row in eval_rows(ds):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def score_entities(profile: dict, stage: Path) -> None:

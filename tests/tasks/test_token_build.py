@@ -59,6 +59,12 @@ def test_token_build_ships_a_tagger_scored_by_seqeval(ner):
     assert want == pytest.approx(val["accuracy"]["shipped"], abs=1e-6)
     q = res.stages["quantize:x86-64-avx2"].summary
     assert "tag agreement" in q["accuracy"]["measure"]
+    # `cahp-edge validate` with the CoNLL file itself: staged as the runner's rows, the same F1
+    from cahp_edge.targets.validate import validate
+
+    rep = validate(d, "x86-64-avx2", data=ner / "dev.txt", runs=2, warmup=1, seq_len=16)
+    assert rep.accuracy == pytest.approx(val["accuracy"]["shipped"], abs=1e-6)
+    assert rep.profile["accuracy"]["entities"] == 32  # 16 sentences x 2 gold entities
     # run.py decodes raw text into entity spans whose offsets slice the text
     text = "john smith works for acme ."
     ents = json.loads(_run(d, "run.py", text))["entities"]
