@@ -282,6 +282,7 @@ def prune(
     from cahp_edge.plots import better_rival, guard_text, kept_drop
     from cahp_edge.prune.artifact import write_plan_dir
     from cahp_edge.prune.batches import from_dataset
+    from cahp_edge.prune.salience import with_dense_targets
     from cahp_edge.prune.select import select_heads
     from cahp_edge.prune.sweep import SelectionData
 
@@ -301,13 +302,10 @@ def prune(
 
         def batches(ds):
             return from_dataset(lm.tokenizer, ds, opts.max_length, opts.batch_size)
-    sel = SelectionData(batches(sp.calib), batches(sp.select))
-    if embeds(opts) or not sp.calib.labelled or not sp.select.labelled:
-        # no labels: every row's target is the dense model's own output (its embedding, or its tags)
-        from cahp_edge.prune.salience import with_dense_targets
+    def scored(ds):  # rows without labels are scored against the dense model's own output
+        return batches(ds) if ds.labelled else with_dense_targets(lm.model, batches(ds))
 
-        sel = SelectionData(*(b if ds.labelled and not embeds(opts) else with_dense_targets(lm.model, b)
-                              for ds, b in ((sp.calib, sel.calib), (sp.select, sel.select))))
+    sel = SelectionData(scored(sp.calib), scored(sp.select))
     sources = {k: v for k, v in sp.sources.items() if k != "eval"}
     tick = (lambda task, done, total: progress(f"prune: {task}", done, total)) if progress else None
     unit_cost = None
