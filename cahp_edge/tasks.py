@@ -58,7 +58,7 @@ SENTENCE_EMBEDDING = Task(
     output_rank=2,
     metric="spearman",
     metric_label="Spearman x100 of cosine vs gold similarity (STS)",
-    agreement="neighbour-rank agreement with the dense model (Spearman of in-batch cosines)",
+    agreement="mean cosine to the dense model's embedding",
     select_loss="in-batch contrastive loss against the dense model's embeddings",
     runner_returns="one pooled (and normalised, if the checkpoint says so) vector per text",
 )

@@ -322,7 +322,7 @@ def prune(
     # what the evaluation split reports, for the plots (plots do not read the registry themselves)
     plan.meta["metric"] = TASKS.get(opts.task, TASKS["sequence-classification"]).metric
     # what the selection split's "accuracy" is for this task (labels, or agreement with the dense model)
-    plan.meta["selection_measure"] = "neighbour-rank agreement" if embeds(opts) else \
+    plan.meta["selection_measure"] = "mean cosine to the dense embedding" if embeds(opts) else \
         ("tag accuracy" if sp.select.labelled else "tag agreement") if tags(opts) else \
         "argmax agreement with the dense model" if dense_labels else "accuracy"
     dist = plan.meta.pop("_distance", None)

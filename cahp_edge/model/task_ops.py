@@ -7,8 +7,7 @@
 
 Targets are either gold labels or the dense model's own output on unlabelled text:
 - sequence classification: class ids; score = argmax match; loss = cross-entropy.
-- sentence embedding: the dense (B, D) embedding; score = neighbour-rank agreement (each row's order of
-  cosines to the other rows, pruned vs dense: Spearman); loss = in-batch contrastive
+- sentence embedding: the dense (B, D) embedding; score = cosine; loss = in-batch contrastive
   cross-entropy of ``out @ target.T / tau`` against the diagonal. Its gradient is not zero at the dense
   model (a plain MSE or 1 - cosine loss is at its minimum there, so every mask gradient would vanish).
 - token classification: (B, T) tag ids with -100 where no word starts; score = fraction of scored tokens
@@ -64,24 +63,8 @@ def _emb_loss(out, y):
     return F.cross_entropy(s, torch.arange(len(s), device=s.device), reduction="sum")
 
 
-def _ranks(x):  # (B, K) -> (B, K) rank of each entry within its row (0..K-1; float ties are negligible)
-    return x.argsort(-1).argsort(-1).float()
-
-
 def _emb_score(out, y):
-    """Neighbour-rank agreement: for each row, Spearman's rank correlation between its cosines to the other
-    rows of the batch under the pruned and under the dense model. What search and STS need is the order of
-    similarities, and raw cosine to the dense vector falls much faster than that order does (1.5x on
-    MiniLM: cosine -12 points, STS-B Spearman -0.4). Batches of fewer than 3 rows fall back to the cosine."""
-    p, d = F.normalize(out.float(), dim=-1), F.normalize(y.float(), dim=-1)
-    n = len(p)
-    if n < 3:
-        return (p * d).sum(-1)
-    off = ~torch.eye(n, dtype=torch.bool, device=p.device)
-    rp = _ranks((p @ p.T)[off].view(n, n - 1))  # (B, B-1)
-    rd = _ranks((d @ d.T)[off].view(n, n - 1))
-    rp, rd = rp - rp.mean(-1, keepdim=True), rd - rd.mean(-1, keepdim=True)
-    return (rp * rd).sum(-1) / (rp.norm(dim=-1) * rd.norm(dim=-1)).clamp_min(1e-12)
+    return F.cosine_similarity(out.float(), y.float(), dim=-1)
 
 
 def _tok_target(out):
