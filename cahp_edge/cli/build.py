@@ -34,13 +34,20 @@ class _Render:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar = Progress(quiet)
+        self.pending: list[int] = []  # signals that arrived where raising would have been swallowed
+
+    def checkpoint(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
 
     def stage(self, rec, line: str) -> None:
         self._stop()
         note(line, self.quiet)
+        self.checkpoint()
 
     def progress(self, task: str, done: int, total: int) -> None:
         self.bar.update(task, done, total)
+        self.checkpoint()
 
     def _stop(self) -> None:
         self.bar.stop()
@@ -49,6 +56,9 @@ class _Render:
 @contextlib.contextmanager
 def _interruptible(render: _Render):
     """SIGTERM unwinds like Ctrl-C: temporary folders are removed, finished stages kept, exit 130.
+
+    A signal that lands inside the import machinery is not raised there (CPython would swallow it in a
+    module lock's callback and print a traceback): it is raised at the next stage or progress event.
 
     As the `cahp-edge` program the exit is ``os._exit(130)`` after the unwinding: CPython remembers a
     KeyboardInterrupt that crossed certain C boundaries (e.g. inside an import) and would otherwise
@@ -59,11 +69,18 @@ def _interruptible(render: _Render):
     from cahp_edge.cli import app as cli_app
 
     def handler(signum, frame):
+        # inside the import machinery (e.g. a module lock's weakref callback) CPython swallows the exception
+        # and prints a traceback: remember the signal and raise at the next stage or progress event instead
+        if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            render.pending.append(signum)
+            return
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)  # Ctrl-C: the same deferral inside imports
     try:
         yield
+        render.checkpoint()  # a deferred signal with no event after it still ends the run as interrupted
     except BaseException as e:
         if not cli_app.interrupted(e):
             raise
@@ -78,6 +95,7 @@ def _interruptible(render: _Render):
     finally:
         render._stop()
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def _finish(res, as_json: bool, quiet: bool, render: _Render, strict: bool = False) -> None:

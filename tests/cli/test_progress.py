@@ -34,3 +34,25 @@ def test_extra_text_and_quiet(capsys):
     assert capsys.readouterr().err == "finetune 3/30 (10%), 0 s elapsed, loss 0.412\n"  # no ETA from 0 s
     Progress(quiet=True, clock=clock, terminal=False).update("finetune", 3, 30)
     assert capsys.readouterr().err == ""
+
+
+def test_a_signal_inside_the_import_machinery_is_raised_at_the_next_event():
+    """CPython swallows (and prints) an exception raised in a module lock's weakref callback: the build's
+    SIGTERM/SIGINT handler defers there and raises at the next stage or progress event instead."""
+    import signal
+    from types import SimpleNamespace
+
+    import pytest
+
+    from cahp_edge.cli.build import _interruptible, _Render
+
+    r = _Render(quiet=True)
+    in_import = SimpleNamespace(f_code=SimpleNamespace(co_filename="<frozen importlib._bootstrap>"))
+    elsewhere = SimpleNamespace(f_code=SimpleNamespace(co_filename="/x/cahp_edge/build/stages.py"))
+    with pytest.raises(KeyboardInterrupt), _interruptible(r):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, in_import)  # deferred, not raised
+        assert r.pending == [signal.SIGTERM]
+        r.progress("prune", 1, 2)  # the next event raises
+    with pytest.raises(KeyboardInterrupt), _interruptible(_Render(quiet=True)):
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, elsewhere)  # anywhere else: at once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
